@@ -1,0 +1,58 @@
+"""davpush: WebDAV-Push for Nextcloud and other DAV servers."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from .config import Settings, load_settings
+from .logs import log, new_request_id, request_id, setup_logging
+
+access_logger = logging.getLogger("davpush.access")
+
+
+def create_app(settings: Settings | None = None, services=None) -> Flask:
+    """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
+    from . import gateway, push_api
+    from .services import build_services
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.extensions["davpush"] = services or build_services(settings)
+    app.register_blueprint(push_api.blueprint)
+    app.register_blueprint(gateway.create_blueprint(settings.dav_prefix))
+    _install_request_logging(app)
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        return Response("not found\n", 404, mimetype="text/plain")
+
+    @app.errorhandler(405)
+    def not_allowed(_error):
+        return Response("method not allowed\n", 405, mimetype="text/plain")
+
+    return app
+
+
+def _install_request_logging(app: Flask) -> None:
+    @app.before_request
+    def start():
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
+        request_id.set(g.request_id)
+
+    @app.after_request
+    def finish(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        log(
+            access_logger,
+            logging.INFO,
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+        )
+        return response

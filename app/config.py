@@ -1,0 +1,196 @@
+"""Typed settings read from the environment and validated once at start-up.
+
+Every problem is reported as a ConfigError naming the variable, so the entry
+points can print one line and exit non-zero instead of a traceback.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. str(error) is the one line to print."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    upstream_url: str
+    public_url: str
+    webhook_secret: str
+    vapid_private_key_file: str
+    vapid_subject: str
+    secret_key: str
+    dav_prefix: str = "/remote.php/dav"
+    upstream_flavor: str = "nextcloud"
+    upstream_timeout: float = 300.0
+    upstream_verify_tls: bool = True
+    push_allow_http: bool = False
+    push_allowed_networks: tuple = ()
+    subscription_max_days: int = 7
+    push_ttl: int = 86400
+    push_urgency: str = "normal"
+    push_coalesce_ms: int = 0
+    push_concurrency: int = 128
+    push_per_origin_concurrency: int = 32
+    push_connect_timeout: float = 5.0
+    push_read_timeout: float = 10.0
+    push_max_attempts: int = 5
+    purge_interval: int = 600
+    admin_password: str = ""
+    dashboard_allow_delete: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
+    queue_name: str = "davpush"
+    redis_prefix: str = "dp:"
+
+    @property
+    def public_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+
+def _required(env: Mapping[str, str], name: str, meaning: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set ({meaning})")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, meaning: str) -> str:
+    value = _required(env, name, meaning)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={value!r} is not an absolute http(s) URL ({meaning})")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{name} must not contain credentials, a query or a fragment")
+    return value.rstrip("/")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _number(env: Mapping[str, str], name: str, default, cast: Callable, low, high):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is out of range ({low}..{high})")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    networks = []
+    for item in raw.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP network (e.g. 192.168.1.0/24)") from None
+    return tuple(networks)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def _vapid_subject(env: Mapping[str, str]) -> str:
+    value = _required(env, "VAPID_SUBJECT", "contact for push services, mailto:admin@example.com or an https: URL")
+    if not (value.startswith("mailto:") and "@" in value) and not value.startswith("https://"):
+        raise ConfigError(f"VAPID_SUBJECT={value!r} must be a mailto: address or an https: URL")
+    return value
+
+
+def _vapid_file(env: Mapping[str, str]) -> str:
+    path = _required(
+        env, "VAPID_PRIVATE_KEY_FILE", "PEM file of the VAPID key; create it once with `davpush vapid generate`"
+    )
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ConfigError(
+            f"VAPID_PRIVATE_KEY_FILE={path!r} is not a readable file (create it once with `davpush vapid generate --file {path}`)"
+        )
+    return path
+
+
+def _dav_prefix(env: Mapping[str, str]) -> str:
+    raw = env.get("DAV_PREFIX", "/remote.php/dav").strip()
+    prefix = "/" + raw.strip("/") if raw.strip("/") else ""
+    if "?" in prefix or "#" in prefix or "//" in prefix:
+        raise ConfigError(f"DAV_PREFIX={raw!r} must be a plain path such as /remote.php/dav")
+    return prefix
+
+
+def _secret(env: Mapping[str, str], name: str, meaning: str, minimum: int) -> str:
+    value = _required(env, name, meaning)
+    if len(value) < minimum:
+        raise ConfigError(f"{name} is too short: use at least {minimum} random characters ({meaning})")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError on the first problem."""
+    env = os.environ if env is None else env
+    settings = Settings(
+        redis_url=_redis_url(env),
+        upstream_url=_http_url(env, "UPSTREAM_URL", "base URL of the DAV server, e.g. https://cloud.example.com"),
+        public_url=_http_url(env, "PUBLIC_URL", "external base URL clients use, e.g. https://cloud.example.com"),
+        webhook_secret=_secret(env, "WEBHOOK_SECRET", "shared secret of the Nextcloud webhooks", 16),
+        vapid_private_key_file=_vapid_file(env),
+        vapid_subject=_vapid_subject(env),
+        secret_key=_secret(env, "SECRET_KEY", "server secret for topics", 32),
+        dav_prefix=_dav_prefix(env),
+        upstream_flavor=_choice(env, "UPSTREAM_FLAVOR", "nextcloud", ("nextcloud", "generic")),
+        upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", 300.0, float, 1, 3600),
+        upstream_verify_tls=_bool(env, "UPSTREAM_VERIFY_TLS", True),
+        push_allow_http=_bool(env, "PUSH_ALLOW_HTTP", False),
+        push_allowed_networks=_networks(env, "PUSH_ALLOWED_NETWORKS"),
+        subscription_max_days=_number(env, "SUBSCRIPTION_MAX_DAYS", 7, int, 3, 365),
+        push_ttl=_number(env, "PUSH_TTL", 86400, int, 0, 2419200),
+        push_urgency=_choice(env, "PUSH_URGENCY", "normal", ("very-low", "low", "normal", "high")),
+        push_coalesce_ms=_number(env, "PUSH_COALESCE_MS", 0, int, 0, 600000),
+        push_concurrency=_number(env, "PUSH_CONCURRENCY", 128, int, 1, 2048),
+        push_per_origin_concurrency=_number(env, "PUSH_PER_ORIGIN_CONCURRENCY", 32, int, 1, 1024),
+        push_connect_timeout=_number(env, "PUSH_CONNECT_TIMEOUT", 5.0, float, 0.1, 60),
+        push_read_timeout=_number(env, "PUSH_READ_TIMEOUT", 10.0, float, 0.1, 120),
+        push_max_attempts=_number(env, "PUSH_MAX_ATTEMPTS", 5, int, 1, 20),
+        purge_interval=_number(env, "PURGE_INTERVAL", 600, int, 10, 86400),
+        admin_password=env.get("ADMIN_PASSWORD", ""),
+        dashboard_allow_delete=_bool(env, "RQ_DASHBOARD_ALLOW_DELETE", False),
+        log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        queue_name=env.get("QUEUE_NAME", "davpush").strip() or "davpush",
+        redis_prefix=env.get("REDIS_PREFIX", "dp:").strip() or "dp:",
+    )
+    if settings.admin_password and len(settings.admin_password) < 12:
+        raise ConfigError("ADMIN_PASSWORD is too short: use at least 12 characters")
+    return settings
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    value = _required(env, "REDIS_URL", "e.g. redis://localhost:6379/0; `davpush up` starts a private one when unset")
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://")
+    return value

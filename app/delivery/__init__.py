@@ -1,0 +1,1 @@
+"""Web Push delivery: VAPID, encryption, guarded HTTP sending, outcome handling."""

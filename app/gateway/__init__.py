@@ -1,0 +1,39 @@
+"""The DAV gateway blueprint: everything under DAV_PREFIX goes through here."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from . import discovery, proxy, registration
+from .upstream import UpstreamUnavailable
+
+DAV_METHODS = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "PROPPATCH", "MKCOL",
+    "MKCALENDAR", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH", "ACL", "BIND", "UNBIND", "REBIND",
+]  # fmt: skip
+
+
+def create_blueprint(dav_prefix: str) -> Blueprint:
+    blueprint = Blueprint("gateway", __name__)
+    for rule in {dav_prefix or "/", dav_prefix + "/", dav_prefix + "/<path:subpath>"}:
+        blueprint.add_url_rule(
+            rule,
+            view_func=dav_entry,
+            methods=DAV_METHODS,
+            strict_slashes=False,
+            provide_automatic_options=False,
+        )
+    return blueprint
+
+
+def dav_entry(subpath: str = ""):
+    services = current_app.extensions["davpush"]
+    try:
+        if request.method == "PROPFIND":
+            return discovery.handle_propfind(services)
+        if request.method == "OPTIONS":
+            return discovery.handle_options(services)
+        if request.method == "POST":
+            return registration.handle_post(services)
+        return proxy.forward(services.upstream, proxy.request_body())
+    except UpstreamUnavailable as error:
+        return proxy.unavailable(error)

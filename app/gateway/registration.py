@@ -1,0 +1,159 @@
+"""WebDAV-Push registration (POST push-register) and unregistration (DELETE)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from urllib.parse import unquote, urlsplit
+
+from flask import Response, request
+
+from ..delivery import ssrf
+from ..logs import endpoint_label, log, short_id
+from ..protocol import xmlsafe
+from ..protocol.dav_errors import error_body
+from ..protocol.expiry import format_http_date, grant_expiry
+from ..protocol.registration import MAX_BODY_BYTES, PUSH_REGISTER, RegistrationError, parse_registration
+from ..protocol.subscription import Subscription
+from ..protocol.topics import topic_for_collection
+from . import proxy
+from .upstream import CollectionFacts
+
+logger = logging.getLogger("davpush.registration")
+XML_TYPES = ("application/xml", "text/xml")
+
+
+def dav_error(status: int, message: str, precondition: str | None = None, headers=None) -> Response:
+    return Response(error_body(message, precondition), status, headers=headers or [], content_type="application/xml; charset=utf-8")
+
+
+def handle_post(services) -> Response:
+    """Registrations are handled here; every other POST is forwarded with its body intact."""
+    if request.mimetype not in XML_TYPES:
+        return proxy.forward(services.upstream, proxy.request_body())
+    prefix = proxy.read_prefix(MAX_BODY_BYTES + 1)
+    try:
+        root_tag = xmlsafe.root_tag(prefix)
+    except xmlsafe.XmlError as error:
+        return dav_error(400, f"not a valid XML request body: {error}")
+    if root_tag != PUSH_REGISTER:
+        return proxy.forward(services.upstream, proxy.request_body(prefix))
+    if len(prefix) > MAX_BODY_BYTES:
+        return dav_error(413, f"a push-register body may be at most {MAX_BODY_BYTES} bytes")
+    try:
+        return register(services, prefix)
+    except RegistrationError as error:
+        return dav_error(error.status, error.message, error.precondition)
+
+
+def register(services, body: bytes) -> Response:
+    settings = services.settings
+    try:
+        root = xmlsafe.parse(body, max_bytes=MAX_BODY_BYTES)
+    except xmlsafe.XmlError as error:
+        raise RegistrationError(400, f"not a valid push-register document: {error}") from None
+
+    path = proxy.raw_path(request.environ)
+    facts = services.upstream.lookup(path, request.headers.get("Authorization"))
+    refusal = access_refusal(facts, require_collection=True)
+    if refusal is not None:
+        return refusal
+    user = identity(facts)
+    if user is None:
+        raise RegistrationError(403, "the upstream server did not tell who you are", "push-not-available")
+    collection = services.resolver.collection_key(path, facts.owner_principal)
+    if collection is None:
+        raise RegistrationError(403, "push is not available for this resource", "push-not-available")
+
+    registration = parse_registration(root)
+    push_resource = registration.subscription.push_resource
+    try:
+        ssrf.check_endpoint(
+            push_resource, allow_http=settings.push_allow_http, allowed_networks=settings.push_allowed_networks
+        )
+    except ssrf.BlockedEndpoint as error:
+        raise RegistrationError(403, str(error), "invalid-subscription") from None
+
+    now = datetime.now(timezone.utc)
+    expires = grant_expiry(registration.requested_expiry, now, settings.subscription_max_days)
+    new_id = secrets.token_urlsafe(18)
+    candidate = Subscription(
+        id=new_id,
+        user=user,
+        collection=collection,
+        topic=topic_for_collection(settings.secret_key, collection),
+        href=unquote(urlsplit(path).path),
+        push_resource=push_resource,
+        public_key=registration.subscription.public_key,
+        auth_secret=registration.subscription.auth_secret,
+        triggers=registration.triggers,
+        expires=int(expires.timestamp()),
+        created=int(time.time()),
+        location=f"{settings.public_base}/push/subscriptions/{new_id}",
+    )
+    sub_id, created, location = services.store.upsert(candidate)
+    services.store.count("registrations_created" if created else "registrations_updated")
+    log(
+        logger,
+        logging.INFO,
+        "subscription registered" if created else "subscription updated",
+        subscription=short_id(sub_id),
+        user=user,
+        collection=collection,
+        endpoint=endpoint_label(push_resource),
+        expires=expires.isoformat(),
+    )
+    headers = {"Location": location, "Expires": format_http_date(expires)}
+    return Response(status=201 if created else 204, headers=headers)
+
+
+def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Response | None:
+    """The answer for a failed upstream check, or None when access is fine."""
+    if facts.status == 401:
+        headers = [("WWW-Authenticate", value) for value in facts.www_authenticate or []]
+        return Response("authentication required\n", 401, headers=headers, mimetype="text/plain")
+    if facts.status in (403, 404):
+        return dav_error(403, "you cannot read this collection", "push-not-available")
+    if facts.status != 207:
+        return Response("the upstream DAV server gave an unexpected answer\n", 502, mimetype="text/plain")
+    if require_collection and facts.kind is None:
+        return dav_error(403, "push is only available for calendars and address books", "push-not-available")
+    return None
+
+
+def identity(facts: CollectionFacts) -> str | None:
+    """Who the caller is: their principal URL path, else the Basic-auth user name."""
+    if facts.current_user_principal:
+        path = unquote(urlsplit(facts.current_user_principal).path).rstrip("/")
+        if path:
+            return path
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return f"basic:{user}" if user else None
+    return None
+
+
+def handle_delete(services, sub_id: str) -> Response:
+    subscription = services.store.get(sub_id)
+    if subscription is None:
+        return Response("no such subscription\n", 404, mimetype="text/plain")
+    root = (services.settings.dav_prefix or "") + "/"
+    facts = services.upstream.lookup(root, request.headers.get("Authorization"))
+    refusal = access_refusal(facts, require_collection=False)
+    if refusal is not None and facts.status == 401:
+        return refusal
+    if refusal is not None or identity(facts) != subscription.user:
+        # Someone else's (or an unverifiable) registration: indistinguishable from unknown.
+        return Response("no such subscription\n", 404, mimetype="text/plain")
+    services.store.delete(sub_id)
+    services.store.count("registrations_deleted")
+    log(logger, logging.INFO, "subscription deleted", subscription=short_id(sub_id), user=subscription.user)
+    return Response(status=204)

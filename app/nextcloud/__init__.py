@@ -1,0 +1,1 @@
+"""Nextcloud specifics: URL conventions, webhook payloads and the webhook receiver."""

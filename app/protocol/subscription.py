@@ -1,0 +1,101 @@
+"""The stored subscription and the change events that are delivered to it."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .triggers import Triggers, covers
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    user: str
+    collection: str  # canonical collection key
+    topic: str
+    href: str  # the collection path the client registered at
+    push_resource: str
+    public_key: str
+    auth_secret: str
+    triggers: Triggers
+    expires: int  # Unix seconds
+    created: int
+    location: str
+    last_success: int = 0
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "user": self.user,
+            "collection": self.collection,
+            "topic": self.topic,
+            "href": self.href,
+            "push_resource": self.push_resource,
+            "public_key": self.public_key,
+            "auth_secret": self.auth_secret,
+            "triggers": json.dumps(self.triggers.to_dict(), separators=(",", ":")),
+            "expires": str(self.expires),
+            "created": str(self.created),
+            "location": self.location,
+            "last_success": str(self.last_success),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "Subscription":
+        f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
+        return cls(
+            id=f["id"],
+            user=f["user"],
+            collection=f["collection"],
+            topic=f["topic"],
+            href=f.get("href", ""),
+            push_resource=f["push_resource"],
+            public_key=f["public_key"],
+            auth_secret=f["auth_secret"],
+            triggers=Triggers.from_dict(json.loads(f["triggers"])),
+            expires=int(f["expires"]),
+            created=int(f.get("created") or 0),
+            location=f["location"],
+            last_success=int(f.get("last_success") or 0),
+        )
+
+
+@dataclass
+class Change:
+    """What happened to one topic, possibly merged from several events.
+
+    content_depth: the subscription depth a content update needs to be seen
+      ("1" for a member change, "0" for a change of the collection itself), or None.
+    sync_token: the client-visible sync-token after the change, when known.
+    exclude: subscription ids that asked not to be notified (Push-Dont-Notify).
+    """
+
+    topic: str
+    content_depth: str | None = None
+    property_update: bool = False
+    collection_deleted: bool = False
+    sync_token: str | None = None
+    exclude: frozenset = field(default_factory=frozenset)
+    accepted_ms: int = 0
+    merged: int = 1
+
+    def wants(self, subscription: Subscription) -> tuple[bool, bool]:
+        """(content, property) parts of the message this subscription should get."""
+        if subscription.id in self.exclude:
+            return False, False
+        content = self.content_depth is not None and covers(subscription.triggers.content_depth, self.content_depth)
+        prop = self.property_update and subscription.triggers.property_depth is not None
+        return content, prop
+
+
+_SYNC_NUMBER = re.compile(r"/sync/(\d+)$")
+SABRE_SYNC_PREFIX = "http://sabre.io/ns/sync/"
+
+
+def sync_token_number(token: str | None) -> int | None:
+    """The counter inside a Sabre-style sync-token (http://sabre.io/ns/sync/<N>), if any."""
+    if not token:
+        return None
+    match = _SYNC_NUMBER.search(token)
+    return int(match.group(1)) if match else None

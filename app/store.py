@@ -1,0 +1,336 @@
+"""Subscriptions, pending changes and counters in Redis.
+
+This module is the only place that knows the key schema (all keys start with
+the configured prefix, "dp:" by default):
+
+  {p}sub:<id>             hash    one subscription (see Subscription.to_fields)
+  {p}topic:<topic>        zset    subscription ids of a topic, scored by expiry
+  {p}expiry               zset    every subscription id, scored by expiry
+  {p}dedupe               hash    sha256(user, collection, push-resource) -> id
+  {p}pending:<topic>      hash    the merged change waiting for its delivery job
+  {p}last:<topic>         string  ms timestamp of the last delivery start (rate limit)
+  {p}delivered:<topic>    string  highest sync-token number delivered (stale-event filter)
+  {p}seen:<sha256>        string  webhook bodies already accepted (duplicate filter)
+  {p}metrics              hash    counters shared by all processes
+  {p}lock:<name>          string  short-lived locks (periodic purge)
+  {p}heartbeat:<worker>   string  worker liveness, with a TTL
+
+Scripts need every key on one node: Redis Cluster is not supported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import redis
+
+from .protocol.subscription import Change, Subscription, sync_token_number
+
+_UPSERT = """
+-- KEYS: dedupe, expiry, topic, new record ; ARGV: dedupe field, new id, record prefix, expires, then field/value pairs
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+local record = KEYS[4]
+local created = 1
+local id = ARGV[2]
+if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
+  record = ARGV[3] .. existing
+  id = existing
+  created = 0
+end
+for i = 5, #ARGV, 2 do
+  local name = ARGV[i]
+  if created == 1 or (name ~= 'id' and name ~= 'created' and name ~= 'location' and name ~= 'last_success') then
+    redis.call('HSET', record, name, ARGV[i + 1])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], id)
+redis.call('ZADD', KEYS[2], ARGV[4], id)
+redis.call('ZADD', KEYS[3], ARGV[4], id)
+return {id, created, redis.call('HGET', record, 'location')}
+"""
+
+_DELETE = """
+-- KEYS: record, expiry, dedupe ; ARGV: id, topic key prefix
+local topic = redis.call('HGET', KEYS[1], 'topic')
+local dk = redis.call('HGET', KEYS[1], 'dk')
+local existed = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if topic then redis.call('ZREM', ARGV[2] .. topic, ARGV[1]) end
+if dk and redis.call('HGET', KEYS[3], dk) == ARGV[1] then redis.call('HDEL', KEYS[3], dk) end
+return existed
+"""
+
+_SET_IF_EXISTS = """
+-- KEYS: records ; ARGV: field, value
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, ARGV[1], ARGV[2]); n = n + 1 end
+end
+return n
+"""
+
+_MERGE_PENDING = """
+-- KEYS: pending ; ARGV: content depth ('' none), property (0/1), deleted (0/1), token ('' unknown),
+--       token number ('' when not numeric), exclude (json list), accepted ms, ttl seconds, has content (0/1)
+-- Token fields: tk = token to send, tn = its number, '' when not numeric, 'u' when unknown.
+local key = KEYS[1]
+local has_content = ARGV[9] == '1'
+local token, number = ARGV[4], ARGV[5]
+if has_content and token == '' then number = 'u' end
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'c', ARGV[1], 'p', ARGV[2], 'd', ARGV[3], 'tk', token, 'tn', number,
+             'x', ARGV[6], 't0', ARGV[7], 'n', 1)
+  redis.call('EXPIRE', key, ARGV[8])
+  return 1
+end
+local c = redis.call('HGET', key, 'c')
+if has_content then
+  if c == '' then
+    redis.call('HSET', key, 'tk', token, 'tn', number)
+  else
+    local tn = redis.call('HGET', key, 'tn')
+    if tn == 'u' or tn == '' or number == 'u' or number == '' then
+      redis.call('HSET', key, 'tk', '', 'tn', 'u')
+    elseif tonumber(number) > tonumber(tn) then
+      redis.call('HSET', key, 'tk', token, 'tn', number)
+    end
+  end
+  if c == '' or ARGV[1] < c then redis.call('HSET', key, 'c', ARGV[1]) end
+end
+if ARGV[2] == '1' then redis.call('HSET', key, 'p', '1') end
+if ARGV[3] == '1' then redis.call('HSET', key, 'd', '1') end
+local old = cjson.decode(redis.call('HGET', key, 'x'))
+local new = cjson.decode(ARGV[6])
+local keep = {}
+local seen = {}
+for _, id in ipairs(new) do seen[id] = true end
+for _, id in ipairs(old) do if seen[id] then table.insert(keep, id) end end
+redis.call('HSET', key, 'x', #keep == 0 and '[]' or cjson.encode(keep))
+redis.call('HINCRBY', key, 'n', 1)
+return 0
+"""
+
+_TAKE = """
+local value = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return value
+"""
+
+_MAX_NUMBER = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return 1
+"""
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str = "dp:"):
+        self.redis = client
+        self.p = prefix
+        self._upsert = client.register_script(_UPSERT)
+        self._delete = client.register_script(_DELETE)
+        self._set_if_exists = client.register_script(_SET_IF_EXISTS)
+        self._merge = client.register_script(_MERGE_PENDING)
+        self._take = client.register_script(_TAKE)
+        self._max_number = client.register_script(_MAX_NUMBER)
+
+    # -- keys -----------------------------------------------------------------
+    def _sub(self, sub_id: str) -> str:
+        return f"{self.p}sub:{sub_id}"
+
+    def _topic(self, topic: str) -> str:
+        return f"{self.p}topic:{topic}"
+
+    @property
+    def _expiry(self) -> str:
+        return f"{self.p}expiry"
+
+    @property
+    def _dedupe(self) -> str:
+        return f"{self.p}dedupe"
+
+    @staticmethod
+    def dedupe_field(user: str, collection: str, push_resource: str) -> str:
+        return hashlib.sha256(f"{user}\x00{collection}\x00{push_resource}".encode()).hexdigest()[:32]
+
+    # -- subscriptions ----------------------------------------------------------
+    def upsert(self, subscription: Subscription) -> tuple[str, bool, str]:
+        """Create, or update the keys, triggers and expiry of, the registration of
+        (user, collection, push-resource). Returns (id, created, location)."""
+        dk = self.dedupe_field(subscription.user, subscription.collection, subscription.push_resource)
+        fields = dict(subscription.to_fields(), dk=dk)
+        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires]
+        for name, value in fields.items():
+            args.extend((name, value))
+        keys = [self._dedupe, self._expiry, self._topic(subscription.topic), self._sub(subscription.id)]
+        sub_id, created, location = self._upsert(keys=keys, args=args)
+        return _text(sub_id), bool(created), _text(location)
+
+    def get(self, sub_id: str, now: float | None = None) -> Subscription | None:
+        """A live subscription, or None when unknown or expired."""
+        fields = self.redis.hgetall(self._sub(sub_id))
+        if not fields:
+            return None
+        subscription = Subscription.from_fields(fields)
+        if subscription.expires <= (time.time() if now is None else now):
+            return None
+        return subscription
+
+    def delete(self, sub_id: str) -> bool:
+        return bool(self._delete(keys=[self._sub(sub_id), self._expiry, self._dedupe], args=[sub_id, f"{self.p}topic:"]))
+
+    def live_for_topic(self, topic: str, now: float | None = None) -> list[Subscription]:
+        now = time.time() if now is None else now
+        ids = self.redis.zrangebyscore(self._topic(topic), f"({int(now)}", "+inf")
+        return self._load(ids, now)
+
+    def has_live(self, topic: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.redis.zcount(self._topic(topic), f"({int(now)}", "+inf") > 0
+
+    def _load(self, ids, now: float) -> list[Subscription]:
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for sub_id in ids:
+            pipe.hgetall(self._sub(_text(sub_id)))
+        subscriptions = []
+        for fields in pipe.execute():
+            if fields:
+                subscription = Subscription.from_fields(fields)
+                if subscription.expires > now:
+                    subscriptions.append(subscription)
+        return subscriptions
+
+    def by_ids(self, ids, now: float | None = None) -> list[Subscription]:
+        return self._load(list(ids), time.time() if now is None else now)
+
+    def record_success(self, ids, when: int | None = None) -> None:
+        ids = list(ids)
+        if ids:
+            self._set_if_exists(keys=[self._sub(i) for i in ids], args=["last_success", when or int(time.time())])
+
+    def drop_topic(self, topic: str) -> int:
+        ids = [_text(i) for i in self.redis.zrange(self._topic(topic), 0, -1)]
+        for sub_id in ids:
+            self.delete(sub_id)
+        self.redis.delete(self._topic(topic))
+        return len(ids)
+
+    def purge_expired(self, now: float | None = None, batch: int = 1000) -> int:
+        now = time.time() if now is None else now
+        removed = 0
+        while True:
+            ids = self.redis.zrangebyscore(self._expiry, "-inf", int(now), start=0, num=batch)
+            if not ids:
+                return removed
+            for sub_id in ids:
+                sub_id = _text(sub_id)
+                if not self.delete(sub_id):
+                    self.redis.zrem(self._expiry, sub_id)
+                removed += 1
+
+    def iter_subscriptions(self, now: float | None = None, include_expired: bool = False):
+        now = time.time() if now is None else now
+        low = "-inf" if include_expired else f"({int(now)}"
+        offset = 0
+        while True:
+            ids = self.redis.zrangebyscore(self._expiry, low, "+inf", start=offset, num=500)
+            if not ids:
+                return
+            offset += len(ids)
+            yield from self._load(ids, -1 if include_expired else now)
+
+    def count_live(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        return self.redis.zcount(self._expiry, f"({int(now)}", "+inf")
+
+    def count_all(self) -> int:
+        return self.redis.zcard(self._expiry)
+
+    # -- pending changes (coalescing) ---------------------------------------------
+    def merge_pending(self, change: Change, ttl: int = 3600) -> bool:
+        """Merge a change into its topic's pending change; True if it created one
+        (the caller then enqueues the delivery job)."""
+        number = sync_token_number(change.sync_token)
+        created = self._merge(
+            keys=[f"{self.p}pending:{change.topic}"],
+            args=[
+                change.content_depth or "",
+                "1" if change.property_update else "0",
+                "1" if change.collection_deleted else "0",
+                change.sync_token or "",
+                "" if number is None else str(number),
+                json.dumps(sorted(change.exclude)),
+                change.accepted_ms,
+                ttl,
+                "1" if change.content_depth is not None else "0",
+            ],
+        )
+        return bool(created)
+
+    def take_pending(self, topic: str) -> Change | None:
+        flat = self._take(keys=[f"{self.p}pending:{topic}"])
+        if not flat:
+            return None
+        f = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Change(
+            topic=topic,
+            content_depth=f.get("c") or None,
+            property_update=f.get("p") == "1",
+            collection_deleted=f.get("d") == "1",
+            sync_token=f.get("tk") or None,
+            exclude=frozenset(json.loads(f.get("x") or "[]")),
+            accepted_ms=int(f.get("t0") or 0),
+            merged=int(f.get("n") or 1),
+        )
+
+    def pending_exists(self, topic: str) -> bool:
+        return bool(self.redis.exists(f"{self.p}pending:{topic}"))
+
+    def restore_pending(self, change: Change) -> None:
+        """Put a taken change back (its delivery could not start)."""
+        self.merge_pending(change)
+
+    def last_delivery_ms(self, topic: str) -> int:
+        return int(self.redis.get(f"{self.p}last:{topic}") or 0)
+
+    def mark_delivery_start(self, topic: str, when_ms: int, keep_seconds: int = 3600) -> None:
+        self.redis.set(f"{self.p}last:{topic}", when_ms, ex=keep_seconds)
+
+    def delivered_token(self, topic: str) -> int | None:
+        value = self.redis.get(f"{self.p}delivered:{topic}")
+        return None if value is None else int(value)
+
+    def mark_delivered_token(self, topic: str, number: int, keep_seconds: int = 7 * 86400) -> None:
+        self._max_number(keys=[f"{self.p}delivered:{topic}"], args=[number, keep_seconds])
+
+    def first_sighting(self, fingerprint: str, keep_seconds: int = 3600) -> bool:
+        """True the first time a fingerprint is seen within keep_seconds."""
+        return bool(self.redis.set(f"{self.p}seen:{fingerprint}", 1, nx=True, ex=keep_seconds))
+
+    # -- shared counters ---------------------------------------------------------
+    def count(self, name: str, amount: int = 1) -> None:
+        self.redis.hincrby(f"{self.p}metrics", name, amount)
+
+    def counters(self) -> dict[str, int]:
+        return {_text(k): int(v) for k, v in self.redis.hgetall(f"{self.p}metrics").items()}
+
+    def try_lock(self, name: str, seconds: int) -> bool:
+        return bool(self.redis.set(f"{self.p}lock:{name}", 1, nx=True, ex=seconds))
+
+    def heartbeat(self, worker: str, seconds: int = 60) -> None:
+        self.redis.set(f"{self.p}heartbeat:{worker}", int(time.time()), ex=seconds)
+
+    def heartbeats(self) -> dict[str, int]:
+        keys = list(self.redis.scan_iter(match=f"{self.p}heartbeat:*", count=100))
+        if not keys:
+            return {}
+        values = self.redis.mget(keys)
+        return {_text(k)[len(f"{self.p}heartbeat:"):]: int(v) for k, v in zip(keys, values) if v is not None}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
+
