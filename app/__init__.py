@@ -14,20 +14,29 @@ access_logger = logging.getLogger("davpush.access")
 
 def create_app(settings: Settings | None = None, services=None) -> Flask:
     """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
-    from . import gateway, push_api
+    from . import admin, gateway, push_api
+    from .nextcloud import webhooks
     from .services import build_services
 
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
-    app.extensions["davpush"] = services or build_services(settings)
+    services = services or build_services(settings)
+    app.extensions["davpush"] = services
     app.register_blueprint(push_api.blueprint)
+    app.register_blueprint(admin.blueprint)
+    admin.mount_dashboard(app, services)
+    app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(gateway.create_blueprint(settings.dav_prefix))
     _install_request_logging(app)
 
     @app.errorhandler(404)
     def not_found(_error):
         return Response("not found\n", 404, mimetype="text/plain")
+
+    @app.errorhandler(500)
+    def internal_error(_error):
+        return Response("internal error; see the service log for the request id\n", 500, mimetype="text/plain")
 
     @app.errorhandler(405)
     def not_allowed(_error):

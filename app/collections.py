@@ -43,3 +43,7 @@ class CollectionResolver:
         if not segments or len(segments) < 2:
             return None
         return self.key_for_segments(segments[:-1])
+
+    def is_shared_view(self, url_or_path: str) -> bool:
+        segments = self.segments(url_or_path)
+        return bool(segments) and self.flavor == "nextcloud" and nextcloud_paths.is_shared_view(segments)

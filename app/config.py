@@ -35,6 +35,7 @@ class Settings:
     push_ttl: int = 86400
     push_urgency: str = "normal"
     push_coalesce_ms: int = 0
+    push_min_interval_ms: int = 1000
     push_concurrency: int = 128
     push_per_origin_concurrency: int = 32
     push_connect_timeout: float = 5.0
@@ -132,6 +133,12 @@ def _vapid_file(env: Mapping[str, str]) -> str:
         raise ConfigError(
             f"VAPID_PRIVATE_KEY_FILE={path!r} is not a readable file (create it once with `davpush vapid generate --file {path}`)"
         )
+    from .delivery.vapid import VapidKeyError, load_key
+
+    try:
+        load_key(path)
+    except VapidKeyError as error:
+        raise ConfigError(f"VAPID_PRIVATE_KEY_FILE: {error}") from None
     return path
 
 
@@ -171,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_ttl=_number(env, "PUSH_TTL", 86400, int, 0, 2419200),
         push_urgency=_choice(env, "PUSH_URGENCY", "normal", ("very-low", "low", "normal", "high")),
         push_coalesce_ms=_number(env, "PUSH_COALESCE_MS", 0, int, 0, 600000),
+        push_min_interval_ms=_number(env, "PUSH_MIN_INTERVAL_MS", 1000, int, 0, 600000),
         push_concurrency=_number(env, "PUSH_CONCURRENCY", 128, int, 1, 2048),
         push_per_origin_concurrency=_number(env, "PUSH_PER_ORIGIN_CONCURRENCY", 32, int, 1, 1024),
         push_connect_timeout=_number(env, "PUSH_CONNECT_TIMEOUT", 5.0, float, 0.1, 60),

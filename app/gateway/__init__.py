@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from . import discovery, proxy, registration
+from . import discovery, proxy, registration, writes
 from .upstream import UpstreamUnavailable
 
 DAV_METHODS = [
@@ -33,7 +33,12 @@ def dav_entry(subpath: str = ""):
         if request.method == "OPTIONS":
             return discovery.handle_options(services)
         if request.method == "POST":
-            return registration.handle_post(services)
-        return proxy.forward(services.upstream, proxy.request_body())
+            response = registration.handle_post(services)
+        else:
+            response = proxy.forward(services.upstream, proxy.request_body())
     except UpstreamUnavailable as error:
         return proxy.unavailable(error)
+    if request.method in writes.WRITE_METHODS and 200 <= response.status_code < 300 and not registration.is_ours(response):
+        observed = writes.observation(request.method, proxy.raw_path(request.environ), request.headers)
+        response.call_on_close(lambda: writes.run_safely(services, observed))
+    return response

@@ -26,17 +26,20 @@ def raw_path(environ) -> str:
     return raw_target(environ).split("?", 1)[0]
 
 
-def forward_headers(extra: dict | None = None, drop: tuple = ()) -> list[tuple[str, str]]:
+def forward_headers(extra: dict | None = None, drop: tuple = ()) -> dict[str, str]:
     """The client's end-to-end headers plus X-Forwarded-*, for the upstream request."""
     skip = {"host", "content-length", *(d.lower() for d in drop), *(k.lower() for k in (extra or {}))}
-    headers = [(n, v) for n, v in end_to_end(request.headers.items()) if n.lower() not in skip]
-    headers = [(n, v) for n, v in headers if not n.lower().startswith("x-forwarded-")]
+    headers: dict[str, str] = {}
+    for name, value in end_to_end(request.headers.items()):
+        if name.lower() in skip or name.lower().startswith("x-forwarded-"):
+            continue
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     client = request.environ.get("REMOTE_ADDR", "")
     prior = request.headers.get("X-Forwarded-For")
-    headers.append(("X-Forwarded-For", f"{prior}, {client}" if prior else client))
-    headers.append(("X-Forwarded-Proto", request.headers.get("X-Forwarded-Proto") or request.scheme))
-    headers.append(("X-Forwarded-Host", request.headers.get("X-Forwarded-Host") or request.host))
-    headers.extend((extra or {}).items())
+    headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
+    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto") or request.scheme
+    headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host") or request.host
+    headers.update(extra or {})
     return headers
 
 

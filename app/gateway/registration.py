@@ -1,8 +1,6 @@
 """WebDAV-Push registration (POST push-register) and unregistration (DELETE)."""
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
 import time
@@ -13,6 +11,7 @@ from flask import Response, request
 
 from ..delivery import ssrf
 from ..logs import endpoint_label, log, short_id
+from ..metrics_names import counter
 from ..protocol import xmlsafe
 from ..protocol.dav_errors import error_body
 from ..protocol.expiry import format_http_date, grant_expiry
@@ -20,6 +19,7 @@ from ..protocol.registration import MAX_BODY_BYTES, PUSH_REGISTER, RegistrationE
 from ..protocol.subscription import Subscription
 from ..protocol.topics import topic_for_collection
 from . import proxy
+from .identity import identity
 from .upstream import CollectionFacts
 
 logger = logging.getLogger("davpush.registration")
@@ -61,7 +61,7 @@ def register(services, body: bytes) -> Response:
     refusal = access_refusal(facts, require_collection=True)
     if refusal is not None:
         return refusal
-    user = identity(facts)
+    user = identity(facts, request.headers.get("Authorization"))
     if user is None:
         raise RegistrationError(403, "the upstream server did not tell who you are", "push-not-available")
     collection = services.resolver.collection_key(path, facts.owner_principal)
@@ -95,7 +95,7 @@ def register(services, body: bytes) -> Response:
         location=f"{settings.public_base}/push/subscriptions/{new_id}",
     )
     sub_id, created, location = services.store.upsert(candidate)
-    services.store.count("registrations_created" if created else "registrations_updated")
+    services.store.count(counter("registrations", action="created" if created else "updated"))
     log(
         logger,
         logging.INFO,
@@ -107,7 +107,15 @@ def register(services, body: bytes) -> Response:
         expires=expires.isoformat(),
     )
     headers = {"Location": location, "Expires": format_http_date(expires)}
-    return Response(status=201 if created else 204, headers=headers)
+    response = Response(status=201 if created else 204, headers=headers)
+    response.headers.pop("Content-Type", None)
+    response.davpush_registration = True
+    return response
+
+
+def is_ours(response: Response) -> bool:
+    """Whether a POST was answered by davpush itself (not a write upstream saw)."""
+    return getattr(response, "davpush_registration", False)
 
 
 def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Response | None:
@@ -124,23 +132,6 @@ def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Respo
     return None
 
 
-def identity(facts: CollectionFacts) -> str | None:
-    """Who the caller is: their principal URL path, else the Basic-auth user name."""
-    if facts.current_user_principal:
-        path = unquote(urlsplit(facts.current_user_principal).path).rstrip("/")
-        if path:
-            return path
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return f"basic:{user}" if user else None
-    return None
-
-
 def handle_delete(services, sub_id: str) -> Response:
     subscription = services.store.get(sub_id)
     if subscription is None:
@@ -150,10 +141,12 @@ def handle_delete(services, sub_id: str) -> Response:
     refusal = access_refusal(facts, require_collection=False)
     if refusal is not None and facts.status == 401:
         return refusal
-    if refusal is not None or identity(facts) != subscription.user:
+    if refusal is not None or identity(facts, request.headers.get("Authorization")) != subscription.user:
         # Someone else's (or an unverifiable) registration: indistinguishable from unknown.
         return Response("no such subscription\n", 404, mimetype="text/plain")
     services.store.delete(sub_id)
-    services.store.count("registrations_deleted")
+    services.store.count(counter("registrations", action="deleted"))
     log(logger, logging.INFO, "subscription deleted", subscription=short_id(sub_id), user=subscription.user)
-    return Response(status=204)
+    response = Response(status=204)
+    response.headers.pop("Content-Type", None)
+    return response

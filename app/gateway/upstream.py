@@ -51,6 +51,7 @@ class UpstreamUnavailable(Exception):
 
 def end_to_end(headers) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones, including those named in Connection."""
+    headers = list(headers)
     named = set()
     for name, value in headers:
         if name.lower() == "connection":

@@ -59,3 +59,9 @@ def canonical_key(segments: list[str], owner_principal: str | None = None) -> st
     if segments[0] == "calendars":
         return calendar_key(owner, uri)
     return addressbook_key(owner, uri)
+
+
+def is_shared_view(segments: list[str]) -> bool:
+    """A sharee's view of someone else's collection (deleting it only unsubscribes that sharee)."""
+    size = collection_segments(segments)
+    return size is not None and len(segments) == size and SHARED_BY in segments[-1]

@@ -1,0 +1,69 @@
+"""Turning change events into coalesced delivery jobs, one topic at a time.
+
+At most one delivery job per topic is queued: a change for a topic that already
+has a pending change merges into it. The job takes the pending change when it
+starts, so a change arriving while it runs creates a new pending change and a
+new job; nothing is lost. Consecutive jobs for one topic are spaced by
+PUSH_MIN_INTERVAL_MS (the first push of a burst goes out at once, the rest of
+the burst is merged into one trailing push).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from .metrics_names import counter
+from .protocol.subscription import Change, sync_token_number
+
+logger = logging.getLogger("davpush.changes")
+
+QUEUED, MERGED, NO_SUBSCRIBERS, STALE = "queued", "merged", "no-subscribers", "stale"
+DELIVERY_JOB = "app.jobs.deliver_topic"
+JOB_OPTIONS = dict(result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
+
+
+class ChangeIngestor:
+    def __init__(self, services, clock=time.time):
+        self.services = services
+        self.store = services.store
+        self.settings = services.settings
+        self.clock = clock
+
+    def submit(self, change: Change) -> str:
+        if not change.accepted_ms:
+            change.accepted_ms = int(self.clock() * 1000)
+        if not self.store.has_live(change.topic):
+            return NO_SUBSCRIBERS
+        if self._is_stale(change):
+            self.store.count(counter("events_stale"))
+            return STALE
+        if not self.store.merge_pending(change):
+            self.store.count(counter("events_merged"))
+            return MERGED
+        try:
+            self._enqueue(change.topic)
+        except Exception:
+            self.store.take_pending(change.topic)  # no job will ever take it: do not leave it behind
+            raise
+        return QUEUED
+
+    def _is_stale(self, change: Change) -> bool:
+        """A content-only change whose sync-token was already delivered (duplicate or late)."""
+        number = sync_token_number(change.sync_token)
+        if number is None or change.property_update or change.collection_deleted:
+            return False
+        delivered = self.store.delivered_token(change.topic)
+        return delivered is not None and number <= delivered
+
+    def _enqueue(self, topic: str) -> None:
+        now_ms = int(self.clock() * 1000)
+        earliest = self.store.last_delivery_ms(topic) + self.settings.push_min_interval_ms
+        delay_ms = max(self.settings.push_coalesce_ms, earliest - now_ms)
+        job_id = f"deliver-{topic}-{secrets.token_hex(4)}"
+        queue = self.services.queue
+        if delay_ms > 0:
+            queue.enqueue_in(timedelta(milliseconds=delay_ms), DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
+        else:
+            queue.enqueue(DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)

@@ -1,0 +1,75 @@
+"""Readiness checks shared by `davpush check` and GET /push/healthz."""
+from __future__ import annotations
+
+import time
+
+import redis
+
+from .config import ConfigError, load_settings
+
+WORKER_STALE_SECONDS = 60
+
+
+def check_redis(services) -> tuple[bool, str]:
+    try:
+        services.redis.ping()
+        return True, "ok"
+    except redis.RedisError as error:
+        return False, f"unreachable: {type(error).__name__}"
+
+
+def check_vapid(services) -> tuple[bool, str]:
+    key = services.signer.public_key
+    return len(key) == 87, f"public key {key[:12]}…"
+
+
+def check_upstream(services) -> tuple[bool, str]:
+    root = (services.settings.dav_prefix or "") + "/"
+    try:
+        response = services.upstream.send("OPTIONS", root, {}, None, stream=False)
+    except Exception as error:  # UpstreamUnavailable and anything the HTTP stack raises
+        return False, str(error) or type(error).__name__
+    if response.status_code >= 500:
+        return False, f"answers {response.status_code}"
+    return True, f"answers {response.status_code}"
+
+
+def check_workers(services) -> tuple[bool, str]:
+    try:
+        beats = services.store.heartbeats()
+    except redis.RedisError:
+        return False, "unknown (Redis unreachable)"
+    fresh = [name for name, at in beats.items() if time.time() - at < WORKER_STALE_SECONDS]
+    return bool(fresh), f"{len(fresh)} alive" if fresh else "no worker heartbeat in the last minute"
+
+
+CHECKS = (("redis", check_redis), ("vapid_key", check_vapid), ("upstream", check_upstream), ("workers", check_workers))
+
+
+def collect(services) -> dict:
+    results = {}
+    for name, check in CHECKS:
+        ok, detail = check(services)
+        results[name] = {"ok": ok, "detail": detail}
+    return results
+
+
+def run_checks(out) -> int:
+    """`davpush check`: one line per check; exit 0 only when everything passes."""
+    from .services import build_services
+
+    try:
+        settings = load_settings()
+        services = build_services(settings)
+    except ConfigError as error:
+        out(f"FAIL settings: {error}")
+        return 1
+    except Exception as error:  # e.g. an unreadable key
+        out(f"FAIL settings: {error}")
+        return 1
+    out("ok   settings")
+    failed = False
+    for name, result in collect(services).items():
+        out(f"{'ok  ' if result['ok'] else 'FAIL'} {name}: {result['detail']}")
+        failed |= not result["ok"]
+    return 1 if failed else 0

@@ -1,0 +1,152 @@
+"""One delivery job: a topic's pending change → one push per matching subscription."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import timedelta
+
+from ..logs import endpoint_label, log, short_id
+from ..metrics_names import counter, latency_bucket
+from ..protocol.message import build_push_message
+from ..protocol.subscription import Subscription, sync_token_number
+from ..protocol.topics import web_push_topic_header
+from .encrypt import encrypt
+from .outcomes import AUTH, BLOCKED, GONE, REJECTED, RETRY, SUCCESS, Outcome, backoff
+from .sender import PushRequest, PushSender
+
+logger = logging.getLogger("davpush.delivery")
+RETRY_JOB = "app.jobs.retry_pushes"
+
+
+class Deliverer:
+    def __init__(self, services, sender: PushSender, clock=time.time):
+        self.services = services
+        self.store = services.store
+        self.settings = services.settings
+        self.sender = sender
+        self.clock = clock
+
+    def deliver_topic(self, topic: str) -> dict:
+        started_ms = int(self.clock() * 1000)
+        change = self.store.take_pending(topic)
+        if change is None:
+            return {"topic": topic, "pushes": 0, "note": "nothing pending"}
+        self.store.mark_delivery_start(topic, started_ms)
+        messages: dict[tuple, list[Subscription]] = {}
+        for subscription in self.store.live_for_topic(topic):
+            content, prop = change.wants(subscription)
+            if content or prop:
+                messages.setdefault((content, prop), []).append(subscription)
+        batch = []
+        for (content, prop), subscriptions in messages.items():
+            plaintext = build_push_message(
+                topic, content=content, property_update=prop, sync_token=change.sync_token if content else None
+            )
+            batch.append((plaintext, subscriptions))
+        outcomes = self._send(batch, accepted_ms=change.accepted_ms, attempt=1)
+        number = sync_token_number(change.sync_token)
+        if number is not None:
+            self.store.mark_delivered_token(topic, number, keep_seconds=3600)
+        if change.collection_deleted:
+            self.store.drop_topic(topic)
+            self.store.redis.delete(f"{self.store.p}delivered:{topic}")
+        summary = dict(Counter(o.kind for o in outcomes))
+        log(logger, logging.INFO, "topic delivered", topic=topic[:8], merged=change.merged, **summary)
+        return {"topic": topic, "pushes": len(outcomes), "outcomes": summary, "merged": change.merged}
+
+    def retry(self, topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
+        """Resend one message to the subscriptions that asked to be retried, unless a
+        newer push reached them in the meantime."""
+        subscriptions = [
+            s for s in self.store.by_ids(subscription_ids) if s.last_success * 1000 < queued_ms and s.topic == topic
+        ]
+        outcomes = self._send([(plaintext.encode("utf-8"), subscriptions)], accepted_ms=accepted_ms, attempt=attempt)
+        return {"topic": topic, "pushes": len(outcomes), "outcomes": dict(Counter(o.kind for o in outcomes))}
+
+    def _send(self, batch: list, *, accepted_ms: int, attempt: int) -> list[Outcome]:
+        settings = self.settings
+        by_id: dict[str, tuple[Subscription, bytes]] = {}
+        requests = []
+        for plaintext, subscriptions in batch:
+            kinds = self._kinds(plaintext)
+            for subscription in subscriptions:
+                by_id[subscription.id] = (subscription, plaintext)
+                requests.append(
+                    PushRequest(
+                        subscription.id,
+                        subscription.push_resource,
+                        lambda p=plaintext, s=subscription: encrypt(p, s.public_key, s.auth_secret),
+                        {
+                            "TTL": str(settings.push_ttl),
+                            "Urgency": settings.push_urgency,
+                            "Topic": web_push_topic_header(settings.secret_key, subscription.id, kinds),
+                            "Content-Encoding": "aes128gcm",
+                            "Content-Type": 'application/xml; charset="UTF-8"',
+                        },
+                    )
+                )
+        if not requests:
+            return []
+        outcomes = self.sender.send_all(requests, self.services.signer.authorization)
+        self._act(outcomes, by_id, accepted_ms, attempt)
+        return outcomes
+
+    @staticmethod
+    def _kinds(plaintext: bytes) -> str:
+        return ("c" if b"content-update" in plaintext else "") + ("p" if b"property-update" in plaintext else "")
+
+    def _act(self, outcomes: list[Outcome], by_id: dict, accepted_ms: int, attempt: int) -> None:
+        now = self.clock()
+        succeeded, retries, tallies = [], {}, Counter()
+        for outcome in outcomes:
+            subscription, plaintext = by_id[outcome.subscription_id]
+            origin = endpoint_label(subscription.push_resource).split("#")[0]
+            tallies[counter("pushes", outcome=outcome.kind, origin=origin)] += 1
+            if outcome.kind == SUCCESS:
+                succeeded.append(subscription.id)
+                if accepted_ms:
+                    tallies[counter("push_latency_bucket", le=latency_bucket(now - accepted_ms / 1000))] += 1
+                    tallies[counter("push_latency_sum_ms")] += int(now * 1000 - accepted_ms)
+                    tallies[counter("push_latency_count")] += 1
+            elif outcome.kind == GONE:
+                self.store.delete(subscription.id)
+                self._log(logging.INFO, "subscription gone at the push service; removed", subscription, outcome)
+            elif outcome.kind == RETRY and attempt < self.settings.push_max_attempts:
+                delay = outcome.retry_after if outcome.retry_after is not None else backoff(attempt)
+                retries.setdefault((plaintext, round(delay)), []).append(subscription.id)
+            elif outcome.kind in (RETRY, REJECTED, AUTH, BLOCKED):
+                level = logging.WARNING if outcome.kind in (AUTH, BLOCKED) or outcome.kind == RETRY else logging.INFO
+                self._log(level, f"push not delivered ({outcome.kind})", subscription, outcome)
+        self.store.record_success(succeeded, int(now))
+        if tallies:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for name, amount in tallies.items():
+                pipe.hincrby(f"{self.store.p}metrics", name, amount)
+            pipe.execute()
+        for (plaintext, delay), ids in retries.items():
+            self.services.queue.enqueue_in(
+                timedelta(seconds=max(1, delay)),
+                RETRY_JOB,
+                by_id[ids[0]][0].topic,
+                plaintext.decode("utf-8"),
+                ids,
+                attempt + 1,
+                accepted_ms,
+                int(now * 1000),
+                result_ttl=300,
+                failure_ttl=7 * 86400,
+                job_timeout=300,
+            )
+
+    @staticmethod
+    def _log(level: int, message: str, subscription: Subscription, outcome: Outcome) -> None:
+        log(
+            logger,
+            level,
+            message,
+            subscription=short_id(subscription.id),
+            endpoint=endpoint_label(subscription.push_resource),
+            status=outcome.status,
+            detail=outcome.detail,
+        )

@@ -1,0 +1,58 @@
+"""What to do with each push-service answer (RFC 8030, UnifiedPush, ntfy quirks)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..protocol.expiry import parse_http_date
+
+SUCCESS = "success"  # record last success
+GONE = "gone"  # 404/410: delete the subscription now
+RETRY = "retry"  # 429/503, other 5xx, timeouts, connection errors: retry later, bounded
+REJECTED = "rejected"  # 400/413, redirects, ntfy's 507 and other 4xx: log, no retry
+AUTH = "auth"  # 401/403: VAPID or key problem; log and count
+BLOCKED = "blocked"  # the endpoint resolved to a forbidden address at send time
+
+MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 3600
+
+
+@dataclass(frozen=True)
+class Outcome:
+    subscription_id: str
+    kind: str
+    status: int | None = None  # HTTP status, None when no answer
+    retry_after: float | None = None  # seconds, for RETRY when the service said so
+    detail: str = ""
+
+
+def classify(status: int) -> str:
+    if 200 <= status < 300:
+        return SUCCESS
+    if status in (404, 410):
+        return GONE
+    if status in (401, 403):
+        return AUTH
+    if status == 429 or status == 503 or (500 <= status < 600 and status != 507):
+        return RETRY
+    return REJECTED
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), clamped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        moment = parse_http_date(value)
+        if moment is None:
+            return None
+        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    return float(min(max(seconds, MIN_RETRY_AFTER), MAX_RETRY_AFTER))
+
+
+def backoff(attempt: int, base: float = 5.0, cap: float = 600.0, rng=random.random) -> float:
+    """Exponential backoff with ±50% jitter: ~5 s, 10 s, 20 s … capped at 10 min."""
+    return min(cap, base * 2 ** max(0, attempt - 1)) * (0.5 + rng())

@@ -1,0 +1,148 @@
+"""Successful DAV writes seen by the gateway become change events.
+
+This is how address books, collection-level changes and non-Nextcloud upstreams
+get push. It runs after the response has been sent to the client, so the
+client's write never waits for it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..changes import ChangeIngestor
+from ..logs import log
+from ..metrics_names import counter
+from ..protocol.dont_notify import DontNotify, parse_dont_notify
+from ..protocol.subscription import Change
+from ..protocol.topics import topic_for_collection
+from .identity import identity
+
+logger = logging.getLogger("davpush.writes")
+WRITE_METHODS = frozenset(("PUT", "DELETE", "MOVE", "COPY", "PROPPATCH", "MKCOL", "MKCALENDAR", "POST"))
+
+
+@dataclass(frozen=True)
+class ObservedChange:
+    path: str  # raw URL path of the changed collection, as the client addressed it
+    content_depth: str | None = "1"
+    property_update: bool = False
+    collection_deleted: bool = False
+
+
+def _parent(path: str) -> str | None:
+    trimmed = path.rstrip("/")
+    if "/" not in trimmed:
+        return None
+    return trimmed.rsplit("/", 1)[0] + "/"
+
+
+def affected(method: str, path: str, destination: str | None) -> list[ObservedChange]:
+    """Which collections a successful write changed, and how (pure)."""
+    member_of = lambda p: [ObservedChange(parent)] if (parent := _parent(p)) else []  # noqa: E731
+    deleted = lambda p: [ObservedChange(p, content_depth="0", collection_deleted=True)]  # noqa: E731
+    if method in ("PUT", "MKCOL", "MKCALENDAR"):
+        return member_of(path)
+    if method == "DELETE":
+        return deleted(path) + member_of(path)
+    if method == "MOVE":
+        return deleted(path) + member_of(path) + (member_of(destination) if destination else [])
+    if method == "COPY":
+        return member_of(destination) if destination else []
+    if method == "PROPPATCH":
+        return [ObservedChange(path, content_depth=None, property_update=True)]
+    if method == "POST":
+        return [ObservedChange(path)]
+    return []
+
+
+@dataclass
+class WriteObservation:
+    """Everything needed after the request context is gone."""
+
+    changes: list[ObservedChange]
+    authorization: str | None
+    dont_notify: DontNotify
+    accepted_ms: int
+
+
+def observation(method: str, raw_path: str, headers) -> WriteObservation:
+    destination = headers.get("Destination")
+    destination_path = urlsplit(destination).path if destination else None
+    return WriteObservation(
+        changes=affected(method, raw_path, destination_path),
+        authorization=headers.get("Authorization"),
+        dont_notify=parse_dont_notify(headers.getlist("Push-Dont-Notify")),
+        accepted_ms=int(time.time() * 1000),
+    )
+
+
+def process(services, observed: WriteObservation) -> None:
+    """Look up sync-token and identity upstream (with the writer's own credentials)
+    for each changed collection that has subscribers, then submit the change."""
+    ingestor = ChangeIngestor(services)
+    user_of_root = None
+    for item in observed.changes:
+        key = services.resolver.collection_key(item.path)
+        if key is None:
+            continue
+        topic = topic_for_collection(services.settings.secret_key, key)
+        if not services.store.has_live(topic):
+            continue
+        token, user = None, None
+        if item.collection_deleted:
+            if user_of_root is None:
+                root = (services.settings.dav_prefix or "") + "/"
+                user_of_root = identity(services.upstream.lookup(root, observed.authorization), observed.authorization) or ""
+            user = user_of_root or None
+            if services.resolver.is_shared_view(item.path):
+                # A sharee removed the share from their account: the owner's collection lives on.
+                for subscription in services.store.live_for_topic(topic):
+                    if user and subscription.user == user:
+                        services.store.delete(subscription.id)
+                continue
+        else:
+            facts = services.upstream.lookup(item.path, observed.authorization)
+            if facts.status == 207:
+                token = facts.sync_token
+                user = identity(facts, observed.authorization)
+                key = services.resolver.collection_key(item.path, facts.owner_principal) or key
+                topic = topic_for_collection(services.settings.secret_key, key)
+        change = Change(
+            topic=topic,
+            content_depth=item.content_depth,
+            property_update=item.property_update,
+            collection_deleted=item.collection_deleted,
+            sync_token=token,
+            exclude=excluded_ids(services, topic, user, observed.dont_notify),
+            accepted_ms=observed.accepted_ms,
+        )
+        outcome = ingestor.submit(change)
+        services.store.count(counter("gateway_writes", outcome=outcome))
+        log(logger, logging.DEBUG, "write observed", collection=key, outcome=outcome)
+
+
+def excluded_ids(services, topic: str, user: str | None, dont_notify: DontNotify) -> frozenset:
+    """Registrations of the writing user named by Push-Dont-Notify (never anyone else's)."""
+    if user is None or dont_notify.empty:
+        return frozenset()
+    store = services.store
+    if dont_notify.everything:
+        return frozenset(s.id for s in store.live_for_topic(topic) if s.user == user)
+    prefix = f"{services.settings.public_base}/push/subscriptions/"
+    ids = set()
+    for url in dont_notify.urls:
+        if not url.startswith(prefix):
+            continue
+        subscription = store.get(url[len(prefix):])
+        if subscription and subscription.location == url and subscription.user == user and subscription.topic == topic:
+            ids.add(subscription.id)
+    return frozenset(ids)
+
+
+def run_safely(services, observed: WriteObservation) -> None:
+    try:
+        process(services, observed)
+    except Exception:  # never let a push problem surface in the client's connection
+        logger.exception("could not process an observed write")

@@ -1,0 +1,64 @@
+"""RQ entry points. Workers run jobs in-process (SimpleWorker), so the sender's
+connection pools and the VAPID header cache live across jobs."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from .config import load_settings
+from .delivery.deliver import Deliverer
+from .delivery.sender import PushSender
+from .services import build_services
+
+logger = logging.getLogger("davpush.jobs")
+_context = None
+_context_lock = threading.Lock()
+
+
+class WorkerContext:
+    def __init__(self, services):
+        settings = services.settings
+        self.services = services
+        self.sender = PushSender(
+            concurrency=settings.push_concurrency,
+            per_origin=settings.push_per_origin_concurrency,
+            connect_timeout=settings.push_connect_timeout,
+            read_timeout=settings.push_read_timeout,
+            allow_http=settings.push_allow_http,
+            allowed_networks=settings.push_allowed_networks,
+        )
+        self.deliverer = Deliverer(services, self.sender)
+        self.pid = os.getpid()
+
+
+def context() -> WorkerContext:
+    """The process-wide context, built on first use (and again after a fork)."""
+    global _context
+    if _context is None or _context.pid != os.getpid():
+        with _context_lock:
+            if _context is None or _context.pid != os.getpid():
+                _context = WorkerContext(build_services(load_settings()))
+    return _context
+
+
+def use_context(services) -> WorkerContext:
+    """Install a context built from existing services (tests, the demo, benchmarks)."""
+    global _context
+    _context = WorkerContext(services)
+    return _context
+
+
+def deliver_topic(topic: str) -> dict:
+    return context().deliverer.deliver_topic(topic)
+
+
+def retry_pushes(topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
+    return context().deliverer.retry(topic, plaintext, subscription_ids, attempt, accepted_ms, queued_ms)
+
+
+def purge_expired() -> dict:
+    removed = context().services.store.purge_expired()
+    if removed:
+        logger.info("purged %d expired subscriptions", removed)
+    return {"removed": removed}

@@ -1,0 +1,90 @@
+"""`davpush up`: web, worker (with the RQ scheduler) and, when REDIS_URL is unset,
+a private Redis that keeps its data in var/redis (append-only file)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from .config import ConfigError, load_settings
+
+
+def start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
+    if shutil.which("redis-server") is None:
+        raise ConfigError("REDIS_URL is not set and redis-server is not installed (apt install redis-server)")
+    directory.mkdir(parents=True, exist_ok=True)
+    socket_path = directory / "redis.sock"
+    process = subprocess.Popen(
+        [
+            "redis-server", "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+            "--dir", str(directory), "--appendonly", "yes", "--save", "", "--logfile", str(directory / "redis.log"),
+        ]
+    )  # fmt: skip
+    url = f"unix://{socket_path}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(f"the private redis-server exited; see {directory / 'redis.log'}")
+        try:
+            redis.Redis.from_url(url).ping()
+            return process, url
+        except (redis.ConnectionError, FileNotFoundError):
+            time.sleep(0.1)
+    process.terminate()
+    raise ConfigError("the private redis-server did not start within 10 s")
+
+
+def run_all(root: Path) -> int:
+    env = dict(os.environ)
+    children: list[tuple[str, subprocess.Popen]] = []
+    try:
+        if not env.get("REDIS_URL"):
+            process, url = start_private_redis(root / "var" / "redis")
+            children.append(("redis", process))
+            env["REDIS_URL"] = url
+            print(f"davpush: private Redis at {url} (data in var/redis)", flush=True)
+        settings = load_settings(env)  # fail with one line before starting anything else
+        env.setdefault("PORT", "8000")
+        children.append(("web", subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", str(root), "wsgi:app"], env=env)))
+        children.append(("worker", subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)))
+        print(f"davpush: web on :{env['PORT']}, worker with scheduler; upstream {settings.upstream_url}", flush=True)
+        return _supervise(children)
+    except ConfigError as error:
+        print(f"davpush: configuration error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        _stop([p for _, p in reversed(children)])
+
+
+def _supervise(children) -> int:
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for name, process in children:
+                code = process.poll()
+                if code is not None:
+                    print(f"davpush: {name} exited with {code}; stopping the others", file=sys.stderr)
+                    return code or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _stop(processes) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,127 @@
+"""The Redis store against a real Redis."""
+import threading
+import time
+
+import redis
+
+from app.protocol.subscription import Change, Subscription
+from app.protocol.triggers import Triggers
+from app.store import Store
+
+
+def make(sub_id="id1", user="/p/alice", collection="calendars/alice/work", push="https://push.example/a", expires=None, **kw):
+    fields = dict(
+        id=sub_id, user=user, collection=collection, topic="T-" + collection, href="/c/", push_resource=push,
+        public_key="K", auth_secret="A", triggers=Triggers(content_depth="1"),
+        expires=expires or int(time.time()) + 3600, created=int(time.time()), location=f"https://pub/push/subscriptions/{sub_id}",
+    )
+    fields.update(kw)
+    return Subscription(**fields)
+
+
+def test_create_then_update_keeps_id_and_location(redis_client):
+    store = Store(redis_client)
+    assert store.upsert(make("first")) == ("first", True, "https://pub/push/subscriptions/first")
+    later = int(time.time()) + 7200
+    sub_id, created, location = store.upsert(make("second", public_key="K2", expires=later))
+    assert (sub_id, created, location) == ("first", False, "https://pub/push/subscriptions/first")
+    stored = store.get("first")
+    assert stored.public_key == "K2" and stored.expires == later and stored.location.endswith("/first")
+    assert store.get("second") is None
+    assert [s.id for s in store.live_for_topic("T-calendars/alice/work")] == ["first"]
+
+
+def test_same_endpoint_on_other_collection_or_user_is_separate(redis_client):
+    store = Store(redis_client)
+    store.upsert(make("a"))
+    assert store.upsert(make("b", collection="calendars/alice/home"))[1] is True
+    assert store.upsert(make("c", user="/p/bob"))[1] is True
+    assert store.count_live() == 3
+
+
+def test_concurrent_identical_registrations_end_as_one(redis_url):
+    results = []
+
+    def register(n):
+        client = redis.Redis.from_url(redis_url)
+        results.append(Store(client).upsert(make(f"id{n}")))
+
+    redis.Redis.from_url(redis_url).flushdb()
+    threads = [threading.Thread(target=register, args=(n,)) for n in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len({r[0] for r in results}) == 1
+    assert sum(1 for r in results if r[1]) == 1
+    assert Store(redis.Redis.from_url(redis_url)).count_all() == 1
+
+
+def test_expired_are_never_returned_and_purged(redis_client):
+    store = Store(redis_client)
+    store.upsert(make("old", expires=int(time.time()) - 5))
+    store.upsert(make("new", push="https://push.example/b"))
+    assert [s.id for s in store.live_for_topic("T-calendars/alice/work")] == ["new"]
+    assert store.get("old") is None
+    assert store.purge_expired() == 1
+    assert not redis_client.exists("dp:sub:old")
+    assert redis_client.zscore("dp:topic:T-calendars/alice/work", "old") is None
+    assert len(redis_client.hkeys("dp:dedupe")) == 1
+
+
+def test_delete_removes_every_index(redis_client):
+    store = Store(redis_client)
+    store.upsert(make("x"))
+    assert store.delete("x") is True
+    assert store.delete("x") is False
+    assert redis_client.keys("dp:*") == []
+
+
+def test_record_success_does_not_resurrect_deleted(redis_client):
+    store = Store(redis_client)
+    store.upsert(make("x"))
+    store.delete("x")
+    store.record_success(["x"], 123)
+    assert not redis_client.exists("dp:sub:x")
+
+
+def test_pending_merge_rules(redis_client):
+    store = Store(redis_client)
+    tok = "http://sabre.io/ns/sync/{}".format
+    assert store.merge_pending(Change("T", content_depth="1", sync_token=tok(5), exclude=frozenset({"a", "b"}), accepted_ms=10)) is True
+    assert store.merge_pending(Change("T", content_depth="1", sync_token=tok(9), exclude=frozenset({"b"}))) is False
+    assert store.merge_pending(Change("T", content_depth="1", sync_token=tok(7))) is False
+    assert store.merge_pending(Change("T", property_update=True, exclude=frozenset({"b"}))) is False
+    change = store.take_pending("T")
+    assert change.sync_token == tok(9) and change.content_depth == "1" and change.property_update
+    assert change.exclude == frozenset() and change.merged == 4 and change.accepted_ms == 10
+    assert store.take_pending("T") is None
+
+
+def test_pending_token_unknown_once_a_tokenless_change_merges(redis_client):
+    store = Store(redis_client)
+    store.merge_pending(Change("T", content_depth="1", sync_token="http://sabre.io/ns/sync/5"))
+    store.merge_pending(Change("T", content_depth="1"))
+    store.merge_pending(Change("T", content_depth="1", sync_token="http://sabre.io/ns/sync/6"))
+    assert store.take_pending("T").sync_token is None
+
+
+def test_pending_keeps_exclusions_agreed_by_all_and_self_depth(redis_client):
+    store = Store(redis_client)
+    store.merge_pending(Change("T", content_depth="1", exclude=frozenset({"a", "b"})))
+    store.merge_pending(Change("T", content_depth="0", collection_deleted=True, exclude=frozenset({"a"})))
+    change = store.take_pending("T")
+    assert change.exclude == frozenset({"a"}) and change.content_depth == "0" and change.collection_deleted
+
+
+def test_property_only_then_content_adopts_token(redis_client):
+    store = Store(redis_client)
+    store.merge_pending(Change("T", property_update=True))
+    store.merge_pending(Change("T", content_depth="1", sync_token="http://radicale.org/ns/sync/abc"))
+    change = store.take_pending("T")
+    assert change.sync_token == "http://radicale.org/ns/sync/abc" and change.property_update
+
+
+def test_delivered_token_only_grows(redis_client):
+    store = Store(redis_client)
+    store.mark_delivered_token("T", 9)
+    store.mark_delivered_token("T", 4)
+    assert store.delivered_token("T") == 9
