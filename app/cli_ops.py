@@ -130,6 +130,12 @@ def _subscriptions_purge(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
 def _check(args) -> int:
     from .checks import run_checks
 
@@ -149,6 +155,8 @@ def register(commands) -> None:
     worker.set_defaults(handler=_worker)
     check = commands.add_parser("check", help="check settings, Redis, upstream and the VAPID key")
     check.set_defaults(handler=_check)
+    demo = commands.add_parser("demo", help="see it work: Radicale + davpush + a push receiver, end to end")
+    demo.set_defaults(handler=_demo)
 
     init = commands.add_parser("init", help="write a starter .env and VAPID key for a development machine")
     init.add_argument("--env-file", default=".env")

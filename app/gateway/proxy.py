@@ -74,7 +74,7 @@ def relay(upstream_response, *, head: bool = False) -> Response:
         body = []
     else:
         body = _chunks(upstream_response)
-    response = Response(body, status=status, headers=headers, direct_passthrough=True)
+    response = Response(body, status=status, headers=headers)
     if not any(n.lower() == "content-type" for n, _ in headers):
         response.headers.pop("Content-Type", None)
     return response
