@@ -350,12 +350,14 @@ def _int_id(value) -> int | None:
 
 
 def _short(error: Exception) -> str:
-    # requests wraps urllib3 errors in long reprs; keep the innermost reason.
+    """The innermost reason of a requests/urllib3 error, without object reprs."""
     reason = error
     while getattr(reason, "args", None) and isinstance(reason.args[0], Exception):
         reason = reason.args[0]
-    text = getattr(reason, "reason", None) or reason
-    text = str(text)
-    if ": " in text and text.startswith("<"):
-        text = text.split(": ", 1)[1]
-    return text.strip()[:120] or type(error).__name__
+    text = str(getattr(reason, "reason", None) or reason)
+    # "<...HTTPConnection object at 0x..>: Failed ..." or "HTTPConnection(host=..): Failed ..."
+    for marker in (">: ", "): "):
+        if text.startswith(("<", "HTTPConnection", "HTTPSConnection")) and marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    return text.strip()[:160] or type(error).__name__
