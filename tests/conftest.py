@@ -6,6 +6,8 @@ import os
 import pytest
 import redis
 
+from support.env import ADMIN_PASSWORD, SECRET_KEY, WEBHOOK_SECRET
+
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -37,8 +39,6 @@ def vapid_key_file(tmp_path_factory) -> str:
     return str(path)
 
 
-WEBHOOK_SECRET = "webhook-secret-for-tests-0123456789"
-ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def make_env(redis_url, vapid_key_file):
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "VAPID_PRIVATE_KEY_FILE": vapid_key_file,
             "VAPID_SUBJECT": "mailto:admin@example.test",
-            "SECRET_KEY": "secret-key-for-tests-0123456789abcdefghij",
+            "SECRET_KEY": SECRET_KEY,
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
             "PUSH_ALLOW_HTTP": "true",
             "PUSH_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
@@ -74,3 +74,75 @@ def make_services(make_env, redis_client):
         return build_services(load_settings(make_env(upstream_url, **overrides)))
 
     return build
+
+
+@pytest.fixture
+def nextcloud():
+    from support.nextcloud_stub import NextcloudStub
+
+    stub = NextcloudStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def receiver():
+    from support.push_receiver import PushReceiver
+
+    push_receiver = PushReceiver().start()
+    yield push_receiver
+    push_receiver.stop()
+
+
+class Gateway:
+    """davpush's web app served on a real port in front of an upstream."""
+
+    def __init__(self, services, handle):
+        self.services = services
+        self.url = handle.url
+        self._handle = handle
+
+    def dav(self, path: str = "/") -> str:
+        return self.url + self.services.settings.dav_prefix + path
+
+    def location_to_local(self, location: str) -> str:
+        return location.replace(self.services.settings.public_base, self.url)
+
+    def stop(self):
+        self._handle.stop()
+
+
+@pytest.fixture
+def start_gateway(make_services):
+    from app import create_app
+    from support.servers import serve_wsgi
+
+    started = []
+
+    def start(upstream_url: str, **overrides) -> Gateway:
+        services = make_services(upstream_url, **overrides)
+        gateway = Gateway(services, serve_wsgi(create_app(services.settings, services)))
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(nextcloud, start_gateway) -> Gateway:
+    return start_gateway(nextcloud.url)
+
+
+@pytest.fixture
+def run_worker():
+    """Run queued jobs in this process (burst), as a SimpleWorker with the scheduler would."""
+    from app import jobs
+    from app.worker import run_worker as run
+
+    def drain(services):
+        jobs.use_context(services)
+        run(burst=True)
+
+    return drain

@@ -9,8 +9,8 @@ from app import create_app
 from app.protocol.subscription import Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
-from tests.conftest import WEBHOOK_SECRET
-from tests.payloads import bridge_event, moved_event, object_event
+from support.env import WEBHOOK_SECRET
+from support.payloads import bridge_event, moved_event, object_event
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
 

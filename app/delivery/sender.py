@@ -4,37 +4,131 @@
   life of the worker process;
 - per origin at most PUSH_PER_ORIGIN_CONCURRENCY requests in flight, overall at
   most PUSH_CONCURRENCY: each origin gets a few "lanes" that drain its queue, so
-  a slow service never ties up the threads other services need;
+  a slow service never ties up the capacity other services need;
 - the SSRF guard runs again at send time and the connection goes to the address
   that was checked (DNS cannot be swapped in between); redirects are never
-  followed; connect and read timeouts are always set; at most 4 KiB of an answer
-  is read.
+  followed; connect and read timeouts are always set (the connect timeout covers
+  the TLS handshake, the read timeout the whole answer); at most 4 KiB of an
+  answer body is read and the answer head is capped too.
+
+How: one asyncio event loop per sender, in a daemon thread that lives as long
+as the worker process (so do its keep-alive connections). send_all() hands the
+batch to that loop and waits. Encryption (make_body) runs in the loop thread
+just before each request. The HTTP/1.1 exchange is a small asyncio Protocol
+instead of urllib3 in a thread pool: urllib3/http.client spent ~0.4 ms of CPU
+per push and hundreds of threads fighting over the GIL doubled the cost of the
+encryption (bench/RESULTS.md). Only what a push needs is implemented: one
+request per connection at a time; Content-Length, chunked or read-until-close
+answer framing; keep-alive unless the server says otherwise. Anything
+unexpected closes the connection.
 """
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import socket
+import ssl
+import string
 import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
-
-import urllib3
+from urllib.parse import quote, urlsplit
 
 from . import ssrf
 from .outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 
 RESOLVE_TTL = 30.0
+MAX_ANSWER_BODY = 4096  # bytes of an answer body that are read at most
+MAX_ANSWER_HEAD = 65536  # status line + headers
+MAX_ANSWER_HEADERS = 100
+MAX_INTERIM = 5  # 1xx answers skipped before the final one
+_BUFFER_CAP = MAX_ANSWER_HEAD + MAX_ANSWER_BODY + 65536  # reading pauses beyond this
+USER_AGENT = "davpush"
+_TARGET_SAFE = string.punctuation  # keeps existing %-escapes; only non-ASCII gets encoded
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+_DROP_HEADERS = frozenset(("host", "content-length", "connection", "transfer-encoding"))
 
 
 @dataclass
 class PushRequest:
     subscription_id: str
     endpoint: str
-    make_body: Callable[[], bytes]  # encryption runs in the sending lane, in parallel
+    make_body: Callable[[], bytes]  # encryption runs just before the request is sent
     headers: dict
+
+
+class ProtocolError(Exception):
+    """The answer is not HTTP/1.x we accept (or the connection ended mid-answer)."""
+
+
+class _Named(Exception):
+    """A failure reported under a stable name (the outcome detail)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: collects what the server sends into `buffer`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.transport = None
+        self.buffer = bytearray()
+        self.eof = False
+        self._waiter = None
+
+    # asyncio callbacks
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _BUFFER_CAP:
+            self.transport.pause_reading()  # memory stays bounded; the reader gives up
+        self._wake()
+
+    def eof_received(self):
+        self.eof = True
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc) -> None:
+        self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # used by the sender
+    async def more(self) -> bool:
+        """Wait for more bytes; False at the end of the stream."""
+        if len(self.buffer) > _BUFFER_CAP:
+            raise ProtocolError("answer too large")
+        size = len(self.buffer)
+        while len(self.buffer) == size and not self.eof:
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return len(self.buffer) > size
+
+    def usable(self) -> bool:
+        """An idle keep-alive connection is only reused if the server neither closed it nor sent anything."""
+        return not self.eof and not self.buffer and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class PushSender:
@@ -48,16 +142,32 @@ class PushSender:
         allow_http: bool,
         allowed_networks: tuple = (),
         resolver=socket.getaddrinfo,
+        ssl_context: ssl.SSLContext | None = None,
     ):
+        self.concurrency = concurrency
         self.per_origin = per_origin
-        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.allow_http = allow_http
         self.allowed_networks = allowed_networks
         self.resolver = resolver
-        self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push")
-        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+        self.ssl_context = ssl_context or _default_ssl_context()
+        self._start_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._reset_loop_state()
+
+    def _reset_loop_state(self) -> None:
+        # Everything below is only touched from the loop thread.
+        self._idle: dict[tuple, deque] = defaultdict(deque)
         self._resolved: dict[tuple, tuple[float, list[str]]] = {}
-        self._lock = threading.Lock()
+        self._resolving: dict[tuple, asyncio.Future] = {}
+        self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
+        self._origin_slots: dict[str, asyncio.Semaphore] = {}
+        self._dns = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-dns")
+
+    # -- public ------------------------------------------------------------------------
 
     def send_all(self, requests: list[PushRequest], authorization: Callable[[str], str]) -> list[Outcome]:
         by_origin: dict[str, deque] = defaultdict(deque)
@@ -69,26 +179,85 @@ class PushSender:
                 outcomes.append(Outcome(item.subscription_id, BLOCKED, detail=str(error)))
                 continue
             by_origin[endpoint.origin].append((endpoint, item))
-        lanes = []
-        for origin, queue in by_origin.items():
-            for _ in range(min(self.per_origin, len(queue))):
-                lanes.append(self.executor.submit(self._drain, queue, authorization(origin), outcomes))
-        wait(lanes)
-        for lane in lanes:
-            lane.result()  # surface programming errors instead of losing outcomes
+        if not by_origin:
+            return outcomes
+        headers = {origin: authorization(origin) for origin in by_origin}
+        future = asyncio.run_coroutine_threadsafe(self._send_groups(by_origin, headers, outcomes), self._ensure_loop())
+        try:
+            future.result()  # re-raises programming errors instead of losing outcomes
+        except BaseException:
+            future.cancel()  # e.g. the job's timeout fired in this thread
+            raise
         return outcomes
 
-    def _drain(self, queue: deque, authorization: str, outcomes: list) -> None:
-        while True:
-            try:
-                endpoint, item = queue.popleft()
-            except IndexError:
-                return
-            outcomes.append(self._send_one(endpoint, item, authorization))
-
-    def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
+    def close(self) -> None:
+        with self._start_lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or not loop.is_running():
+            return
         try:
-            address = self._address(endpoint)
+            asyncio.run_coroutine_threadsafe(self._close_idle(), loop).result(timeout=5)
+        except Exception:
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self._dns.shutdown(wait=False)
+
+    # -- the loop thread -----------------------------------------------------------------
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None or self._pid != os.getpid():  # a forked child needs its own loop
+                self._pid = os.getpid()
+                self._reset_loop_state()  # connections and semaphores belong to one loop
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                thread = threading.Thread(target=self._run_loop, args=(loop, ready), name="push-loop", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _close_idle(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+
+    async def _send_groups(self, by_origin: dict, headers: dict, outcomes: list) -> None:
+        lanes = [
+            asyncio.ensure_future(self._drain(queue, headers[origin], outcomes))
+            for origin, queue in by_origin.items()
+            for _ in range(min(self.per_origin, len(queue)))
+        ]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            for lane in lanes:
+                lane.cancel()
+
+    async def _drain(self, queue: deque, authorization: str, outcomes: list) -> None:
+        while queue:
+            endpoint, item = queue.popleft()
+            origin_slots = self._origin_slots.get(endpoint.origin)
+            if origin_slots is None:
+                origin_slots = self._origin_slots[endpoint.origin] = asyncio.Semaphore(self.per_origin)
+            async with origin_slots, self._slots:
+                outcomes.append(await self._send_one(endpoint, item, authorization))
+
+    async def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
+        try:
+            address = await self._address(endpoint)
         except ssrf.BlockedEndpoint as error:
             kind = RETRY if "does not resolve" in str(error) else BLOCKED
             return Outcome(item.subscription_id, kind, detail=str(error))
@@ -96,58 +265,246 @@ class PushSender:
             body = item.make_body()
         except Exception as error:  # a key that passed validation but cannot encrypt
             return Outcome(item.subscription_id, REJECTED, detail=f"encryption failed: {type(error).__name__}")
-        parts = urlsplit(item.endpoint)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = dict(item.headers, Authorization=authorization, Host=parts.netloc)
         try:
-            response = self._pool(endpoint, address).urlopen(
-                "POST", target, body=body, headers=headers, retries=False, redirect=False,
-                preload_content=False, timeout=self.timeout, assert_same_host=False,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            return Outcome(item.subscription_id, RETRY, detail=type(error).__name__)
+            request = _request_bytes(item.endpoint, dict(item.headers, Authorization=authorization), body)
+        except (ValueError, UnicodeError) as error:
+            return Outcome(item.subscription_id, REJECTED, detail=f"cannot build the request: {error}")
+        key = (endpoint.scheme, endpoint.host, endpoint.port, address)
+        conn = self._take_idle(key)
         try:
-            response.read(4096)
-        except urllib3.exceptions.HTTPError:
-            pass
-        finally:
-            if response.length_remaining == 0:
-                response.release_conn()
+            if conn is None:
+                conn = await self._connect(endpoint, address)
+            conn.transport.write(request)
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    status, retry_after_header, reusable = await self._read_answer(conn)
+            except TimeoutError:
+                raise _Named("ReadTimeoutError") from None
+        except (_Named, ProtocolError, OSError) as error:
+            if conn is not None:
+                conn.close()
+            return Outcome(item.subscription_id, RETRY, detail=_error_name(error))
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        if reusable and conn.usable():
+            idle = self._idle[key]
+            if len(idle) < self.per_origin:
+                idle.append(conn)
             else:
-                response.close()
-        kind = classify(response.status)
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if kind == RETRY else None
-        return Outcome(item.subscription_id, kind, response.status, retry_after)
+                conn.close()
+        else:
+            conn.close()
+        kind = classify(status)
+        retry_after = parse_retry_after(retry_after_header) if kind == RETRY else None
+        return Outcome(item.subscription_id, kind, status, retry_after)
 
-    def _address(self, endpoint: ssrf.Endpoint) -> str:
+    # -- connections -----------------------------------------------------------------------
+
+    def _take_idle(self, key: tuple) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()  # most recently used first
+            if conn.usable():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, endpoint: ssrf.Endpoint, address: str) -> _Connection:
+        """A new connection to the checked address (never to the host name)."""
+        loop = asyncio.get_running_loop()
+        tls = endpoint.scheme == "https"
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop), host=address, port=endpoint.port,
+                    ssl=self.ssl_context if tls else None, server_hostname=endpoint.host if tls else None,
+                    ssl_handshake_timeout=self.connect_timeout if tls else None,
+                )
+        except TimeoutError:
+            raise _Named("ConnectTimeoutError") from None
+        except ssl.SSLError:
+            raise _Named("SSLError") from None
+        except OSError:
+            raise _Named("NewConnectionError") from None
+        return conn
+
+    async def _address(self, endpoint: ssrf.Endpoint) -> str:
+        """The SSRF-checked address, cached for RESOLVE_TTL; lookups run off the loop."""
         key = (endpoint.host, endpoint.port)
-        now = time.monotonic()
         cached = self._resolved.get(key)
-        if cached and cached[0] > now:
+        if cached and cached[0] > time.monotonic():
             return cached[1][0]
-        addresses = ssrf.resolve(endpoint, self.allowed_networks, self.resolver)
-        self._resolved[key] = (now + RESOLVE_TTL, addresses)
+        pending = self._resolving.get(key)
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(self._dns, ssrf.resolve, endpoint, self.allowed_networks, self.resolver)
+            self._resolving[key] = pending
+            pending.add_done_callback(lambda done, key=key: self._resolved_done(key, done))
+        addresses = await asyncio.shield(pending)
         return addresses[0]
 
-    def _pool(self, endpoint: ssrf.Endpoint, address: str):
-        key = (endpoint.scheme, endpoint.host, endpoint.port, address)
-        pool = self._pools.get(key)
-        if pool is None:
-            with self._lock:
-                pool = self._pools.get(key)
-                if pool is None:
-                    options = dict(maxsize=self.per_origin, block=False, retries=False, timeout=self.timeout)
-                    if endpoint.scheme == "https":
-                        pool = urllib3.HTTPSConnectionPool(
-                            address, endpoint.port, server_hostname=endpoint.host, assert_hostname=endpoint.host,
-                            cert_reqs="CERT_REQUIRED", **options,
-                        )
-                    else:
-                        pool = urllib3.HTTPConnectionPool(address, endpoint.port, **options)
-                    self._pools[key] = pool
-        return pool
+    def _resolved_done(self, key: tuple, done: asyncio.Future) -> None:
+        self._resolving.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            self._resolved[key] = (time.monotonic() + RESOLVE_TTL, done.result())
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False)
-        for pool in self._pools.values():
-            pool.close()
+    # -- answers ---------------------------------------------------------------------------
+
+    async def _read_answer(self, conn: _Connection) -> tuple[int, str | None, bool]:
+        """(status, Retry-After, whether the connection may be reused)."""
+        for _ in range(MAX_INTERIM + 1):
+            version, status, headers = await self._read_head(conn)
+            if not (100 <= status < 200 and status != 101):
+                break  # 1xx (100 Continue, 103 Early Hints) are interim: the final answer follows
+        else:
+            raise ProtocolError("too many interim answers")
+        if status == 101:
+            raise ProtocolError("unexpected protocol switch")
+        tokens = {t.strip() for t in headers.get("connection", "").lower().split(",")}
+        reusable = version == "HTTP/1.1" and "close" not in tokens
+        encoding = headers.get("transfer-encoding")
+        length = headers.get("content-length")
+        buffer = conn.buffer
+        if status in (204, 304):
+            pass
+        elif encoding is not None:
+            if encoding.lower().rsplit(",", 1)[-1].strip() == "chunked":
+                reusable = await self._skip_chunked(conn) and reusable
+            else:
+                await self._skip_until_close(conn)
+                reusable = False
+        elif length is not None:
+            if not length.isdigit():
+                raise ProtocolError("bad Content-Length")
+            size = int(length)
+            if size > MAX_ANSWER_BODY:
+                await self._fill(conn, MAX_ANSWER_BODY, eof_ok=True)
+                reusable = False
+            else:
+                await self._fill(conn, size)
+                del buffer[:size]
+        else:
+            await self._skip_until_close(conn)
+            reusable = False
+        if buffer:  # bytes nobody asked for: do not trust this connection again
+            reusable = False
+        return status, headers.get("retry-after"), reusable
+
+    async def _read_head(self, conn: _Connection) -> tuple[str, int, dict]:
+        buffer = conn.buffer
+        start = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", max(0, start - 3))
+            if end >= 0:
+                break
+            if len(buffer) > MAX_ANSWER_HEAD:
+                raise ProtocolError("answer head too large")
+            start = len(buffer)
+            if not await conn.more():
+                raise ProtocolError("connection closed before a complete answer" if buffer else "RemoteDisconnected")
+        head = bytes(buffer[:end]).decode("latin-1")
+        del buffer[: end + 4]
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ProtocolError("not an HTTP/1.x status line")
+        if len(lines) - 1 > MAX_ANSWER_HEADERS:
+            raise ProtocolError("too many answer headers")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise ProtocolError("malformed answer header")
+            name = name.lower()
+            value = value.strip()
+            if name in headers:
+                if name == "content-length" and headers[name] != value:
+                    raise ProtocolError("conflicting Content-Length")
+                if name in ("transfer-encoding", "connection"):
+                    value = headers[name] + ", " + value
+            headers[name] = value
+        return parts[0], int(parts[1]), headers
+
+    async def _fill(self, conn: _Connection, size: int, eof_ok: bool = False) -> None:
+        while len(conn.buffer) < size:
+            if not await conn.more():
+                if eof_ok:
+                    return
+                raise ProtocolError("connection closed inside the answer body")
+
+    async def _skip_until_close(self, conn: _Connection) -> None:
+        while len(conn.buffer) < MAX_ANSWER_BODY:
+            if not await conn.more():
+                return
+        # more than we read: the caller closes the connection
+
+    async def _skip_chunked(self, conn: _Connection) -> bool:
+        """Consume a chunked body of at most MAX_ANSWER_BODY bytes; False when it was cut short."""
+        total = 0
+        buffer = conn.buffer
+        while True:
+            line = await self._line(conn)
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+                raise ProtocolError("bad chunk size")
+            size = int(size_text, 16)
+            if size == 0:
+                while await self._line(conn):  # trailer fields, then the empty line
+                    pass
+                return True
+            total += size
+            if total > MAX_ANSWER_BODY:
+                return False
+            await self._fill(conn, size + 2)
+            if buffer[size : size + 2] != b"\r\n":
+                raise ProtocolError("bad chunk framing")
+            del buffer[: size + 2]
+
+    async def _line(self, conn: _Connection) -> bytes:
+        buffer = conn.buffer
+        while True:
+            end = buffer.find(b"\r\n")
+            if end >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 2]
+                return line
+            if len(buffer) > 1024:
+                raise ProtocolError("chunk line too long")
+            if not await conn.more():
+                raise ProtocolError("connection closed inside a chunked body")
+
+
+def _error_name(error: BaseException) -> str:
+    if isinstance(error, _Named):
+        return error.name
+    if isinstance(error, ProtocolError):
+        return "RemoteDisconnected" if str(error) == "RemoteDisconnected" else "ProtocolError"
+    if isinstance(error, ssl.SSLError):
+        return "SSLError"
+    return type(error).__name__
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()  # CERT_REQUIRED, host name checked, system CAs
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _request_bytes(url: str, headers: dict, body: bytes) -> bytes:
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not target.isascii():
+        target = quote(target, safe=_TARGET_SAFE)
+    lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"User-Agent: {USER_AGENT}",
+             "Accept-Encoding: identity", f"Content-Length: {len(body)}"]
+    for name, value in headers.items():
+        value = str(value)
+        if not _HEADER_NAME.fullmatch(name) or _BAD_HEADER_VALUE.search(value):
+            raise ValueError(f"invalid header {name!r}")
+        if name.lower() not in _DROP_HEADERS:
+            lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1") + body

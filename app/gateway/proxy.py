@@ -81,8 +81,14 @@ def relay(upstream_response, *, head: bool = False) -> Response:
 
 
 def _chunks(upstream_response):
+    """Whatever upstream has sent so far, at most CHUNK at a time (read1 never waits
+    for a full chunk, so slow or trickling responses reach the client as they come)."""
     try:
-        yield from upstream_response.raw.stream(CHUNK, decode_content=False)
+        while True:
+            data = upstream_response.raw.read1(CHUNK, decode_content=False)
+            if not data:
+                return
+            yield data
     finally:
         upstream_response.close()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from urllib.parse import quote
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import DechunkedInput, WSGIRequestHandler, make_server
 
 CHUNK = 64 * 1024
 
@@ -70,6 +71,12 @@ def iter_body(environ, chunk_size: int = CHUNK):
     for beyond the bytes it has sent.
     """
     stream = environ["wsgi.input"]
+    raw = getattr(stream, "_rfile", None)
+    if isinstance(stream, DechunkedInput) and raw is not None:
+        # werkzeug's DechunkedInput.read(n) waits until n bytes have arrived across chunks;
+        # reading the framing ourselves hands over each chunk as soon as it is there.
+        yield from _dechunk(raw, chunk_size)
+        return
     if environ.get("wsgi.input_terminated"):
         while True:
             data = stream.read(chunk_size)
@@ -87,6 +94,26 @@ def iter_body(environ, chunk_size: int = CHUNK):
             raise ConnectionError(f"client closed the connection with {remaining} body bytes missing")
         remaining -= len(data)
         yield data
+
+
+def _dechunk(raw, chunk_size: int):
+    while True:
+        line = raw.readline(1024)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ConnectionError(f"invalid chunk header {line!r}") from None
+        if size == 0:
+            while raw.readline(1024) not in (b"\r\n", b"\n", b""):  # trailer fields
+                pass
+            return
+        while size > 0:
+            data = raw.read1(min(chunk_size, size))
+            if not data:
+                raise ConnectionError("client closed the connection inside a chunk")
+            size -= len(data)
+            yield data
+        raw.readline(1024)  # CRLF after the chunk data
 
 
 def read_body(environ) -> bytes:
@@ -114,8 +141,6 @@ def request_target(environ) -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
         return raw
-    from urllib.parse import quote
-
     path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     query = environ.get("QUERY_STRING")
     return f"{path}?{query}" if query else path
