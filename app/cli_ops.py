@@ -137,9 +137,9 @@ def _demo(args) -> int:
 
 
 def _check(args) -> int:
-    from .checks import run_checks
+    from .checks import RELEASE_CHECKS, run_checks
 
-    return run_checks(print)
+    return run_checks(print, RELEASE_CHECKS if args.release else ())
 
 
 def register(commands) -> None:
@@ -153,7 +153,8 @@ def register(commands) -> None:
     worker = commands.add_parser("worker", help="run a delivery worker (RQ SimpleWorker with the scheduler)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(handler=_worker)
-    check = commands.add_parser("check", help="check settings, Redis, upstream and the VAPID key")
+    check = commands.add_parser("check", help="check settings, Redis, upstream, the VAPID key and workers")
+    check.add_argument("--release", action="store_true", help="only settings, Redis and the key (a deploy's release phase)")
     check.set_defaults(handler=_check)
     demo = commands.add_parser("demo", help="see it work: Radicale + davpush + a push receiver, end to end")
     demo.set_defaults(handler=_demo)

@@ -33,6 +33,9 @@ class Deliverer:
         if change is None:
             return {"topic": topic, "pushes": 0, "note": "nothing pending"}
         self.store.mark_delivery_start(topic, started_ms)
+        if self._already_announced(change):
+            self.store.count(counter("events_stale"), change.merged)
+            return {"topic": topic, "pushes": 0, "note": "a newer sync-token was already pushed"}
         messages: dict[tuple, list[Subscription]] = {}
         for subscription in self.store.live_for_topic(topic):
             content, prop = change.wants(subscription)
@@ -45,15 +48,26 @@ class Deliverer:
             )
             batch.append((plaintext, subscriptions))
         outcomes = self._send(batch, accepted_ms=change.accepted_ms, attempt=1)
-        number = sync_token_number(change.sync_token)
-        if number is not None:
-            self.store.mark_delivered_token(topic, number, keep_seconds=3600)
         if change.collection_deleted:
             self.store.drop_topic(topic)
             self.store.redis.delete(f"{self.store.p}delivered:{topic}")
         summary = dict(Counter(o.kind for o in outcomes))
         log(logger, logging.INFO, "topic delivered", topic=topic[:8], merged=change.merged, **summary)
         return {"topic": topic, "pushes": len(outcomes), "outcomes": summary, "merged": change.merged}
+
+    def _already_announced(self, change) -> bool:
+        """Record the change's sync-token as pushed; True when a newer one already was.
+
+        Recording it before sending lets changes with older tokens that arrive
+        meanwhile be dropped at once (out-of-order or duplicated webhooks)."""
+        number = sync_token_number(change.sync_token)
+        if number is None:
+            return False
+        delivered = self.store.delivered_token(change.topic)
+        if delivered is not None and number <= delivered and not (change.property_update or change.collection_deleted):
+            return True
+        self.store.mark_delivered_token(change.topic, number, keep_seconds=3600)
+        return False
 
     def retry(self, topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
         """Resend one message to the subscriptions that asked to be retried, unless a
