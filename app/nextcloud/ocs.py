@@ -17,19 +17,12 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .schemas import BRIDGE_EVENT, MOVED_EVENT, STOCK_EVENT_CLASSES
+
 API_PATH = "/ocs/v2.php/apps/webhook_listeners/api/v1/webhooks"
 RECEIVER_PATH = "/push/webhooks/nextcloud"
 
-CALENDAR_OBJECT_EVENTS = (
-    "OCP\\Calendar\\Events\\CalendarObjectCreatedEvent",
-    "OCP\\Calendar\\Events\\CalendarObjectUpdatedEvent",
-    "OCP\\Calendar\\Events\\CalendarObjectDeletedEvent",
-    "OCP\\Calendar\\Events\\CalendarObjectMovedToTrashEvent",
-    "OCP\\Calendar\\Events\\CalendarObjectRestoredEvent",
-    "OCP\\Calendar\\Events\\CalendarObjectMovedEvent",
-)
-MOVED_EVENT = "OCP\\Calendar\\Events\\CalendarObjectMovedEvent"
-BRIDGE_EVENT = "OCA\\DavPushBridge\\Events\\DavCollectionChangedEvent"
+CALENDAR_OBJECT_EVENTS = STOCK_EVENT_CLASSES
 KNOWN_EVENTS = CALENDAR_OBJECT_EVENTS + (BRIDGE_EVENT,)
 
 BIRTHDAY_CALENDAR_URI = "contact_birthdays"

@@ -127,6 +127,12 @@ OBJECT_EVENTS = {
 }
 
 
+MOVED_EVENT_NAME = "CalendarObjectMovedEvent"
+# What davpush registers webhooks for (app/nextcloud/ocs.py) and understands here.
+STOCK_EVENT_CLASSES = tuple(OCP + name for name in (*OBJECT_EVENTS, MOVED_EVENT_NAME))
+MOVED_EVENT = OCP + MOVED_EVENT_NAME
+
+
 def short_class(event_class: str) -> str:
     return event_class.rsplit("\\", 1)[-1] if event_class else "unknown"
 
@@ -137,7 +143,7 @@ def is_known(event_class: str) -> bool:
         return True
     if not (event_class.startswith(OCP) or event_class.startswith(DAV_EVENTS)):
         return False
-    return name in OBJECT_EVENTS or name == "CalendarObjectMovedEvent"
+    return name in OBJECT_EVENTS or name == MOVED_EVENT_NAME
 
 
 def changes_for(event_class: str, event: dict) -> list[CollectionChange]:
@@ -145,7 +151,7 @@ def changes_for(event_class: str, event: dict) -> list[CollectionChange]:
     name = short_class(event_class)
     if event_class == BRIDGE_EVENT:
         return _bridge_changes(BridgeEventSchema().load(event))
-    if name == "CalendarObjectMovedEvent":
+    if name == MOVED_EVENT_NAME:
         moved = CalendarObjectMovedEventSchema().load(event)
         return [
             _calendar_change(moved["sourceCalendarData"], behind=False),

@@ -31,7 +31,7 @@ from .nextcloud_dav import (  # noqa: F401  (re-exported for test authors)
     ics_event,
     vcard,
 )
-from .servers import CHUNK, iter_body, request_headers, request_target, serve_wsgi
+from .servers import CHUNK, Served, iter_body, request_headers, request_target
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 WWW_AUTHENTICATE = 'Basic realm="Nextcloud", charset="UTF-8"'
@@ -73,7 +73,7 @@ class RecordedRequest:
         return default
 
 
-class NextcloudStub(DavTree):
+class NextcloudStub(Served, DavTree):
     """WSGI app; start it with `stub.start()` (→ `stub.url`) or `servers.serve_wsgi(stub)`.
 
     Events for streaming tests: upload_started, upload_may_finish, download_started,
@@ -102,29 +102,6 @@ class NextcloudStub(DavTree):
             self.share_calendar("alice", "work", "bob")
             self.share_addressbook("alice", "contacts", "bob", read_only=True)
 
-    # ------------------------------------------------------------ running
-
-    def start(self) -> "NextcloudStub":
-        self._server = serve_wsgi(self)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the running server (no path); the DAV root is `url + DAV_ROOT + "/"`."""
-        if self._server is None:
-            raise RuntimeError("stub not started")
-        return self._server.url
-
-    def __enter__(self) -> "NextcloudStub":
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ------------------------------------------------------------ gates and recorded requests
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .servers import read_body, request_headers, serve_wsgi
+from .servers import Served, read_body, request_headers
 
 # ---------------------------------------------------------------- receiver
 
@@ -44,7 +44,7 @@ class Push:
         return decrypt_aes128gcm(self.body, keys)
 
 
-class PushReceiver:
+class PushReceiver(Served):
     """WSGI app recording every POST; other methods get 405.
 
     Answers: scripted ones per path first (`script(path, [(status, headers), ...])`, a third tuple
@@ -59,31 +59,10 @@ class PushReceiver:
         self._cond = threading.Condition()
         self._server = None
 
-    # running
-    def start(self, host: str = "127.0.0.1") -> "PushReceiver":
-        self._server = serve_wsgi(self, host)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("receiver not started")
-        return self._server.url
 
     def endpoint(self, path: str = "/push/1") -> str:
         """Absolute push endpoint URL for `path` on this receiver."""
         return self.url + path
-
-    def __enter__(self) -> "PushReceiver":
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # scripting and inspection
     def script(self, path: str, answers) -> None:

@@ -144,3 +144,31 @@ def request_target(environ) -> str:
     path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     query = environ.get("QUERY_STRING")
     return f"{path}?{query}" if query else path
+
+
+class Served:
+    """start()/stop()/url and `with` for a WSGI app object that serves itself."""
+
+    _server: "ServerHandle | None" = None
+
+    def start(self, host: str = "127.0.0.1"):
+        self._server = serve_wsgi(self, host)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server (no path)."""
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return self._server.url
+
+    def __enter__(self):
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
