@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
+
 from flask import Flask, Response, g, request
 
 from .config import Settings, load_settings
@@ -34,6 +36,11 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     def not_found(_error):
         return Response("not found\n", 404, mimetype="text/plain")
 
+    @app.errorhandler(redis.RedisError)
+    def storage_unavailable(_error):
+        logging.getLogger("davpush").exception("Redis is unavailable")
+        return Response("storage unavailable, try again later\n", 503, {"Retry-After": "30"}, mimetype="text/plain")
+
     @app.errorhandler(500)
     def internal_error(_error):
         return Response("internal error; see the service log for the request id\n", 500, mimetype="text/plain")
@@ -45,11 +52,17 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     return app
 
 
+def _client_request_id() -> str:
+    """A caller's X-Request-Id, if it is safe to put in logs."""
+    value = request.headers.get("X-Request-Id", "")
+    return value if 0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) else ""
+
+
 def _install_request_logging(app: Flask) -> None:
     @app.before_request
     def start():
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or new_request_id()
+        g.request_id = _client_request_id() or new_request_id()
         request_id.set(g.request_id)
 
     @app.after_request

@@ -14,6 +14,7 @@ import secrets
 import time
 from datetime import timedelta
 
+from .logs import request_id
 from .metrics_names import counter
 from .protocol.subscription import Change, sync_token_number
 
@@ -34,6 +35,8 @@ class ChangeIngestor:
     def submit(self, change: Change) -> str:
         if not change.accepted_ms:
             change.accepted_ms = int(self.clock() * 1000)
+        if not change.request_id:
+            change.request_id = request_id.get()
         if not self.store.has_live(change.topic):
             return NO_SUBSCRIBERS
         if self._is_stale(change):

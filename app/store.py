@@ -72,7 +72,8 @@ return n
 
 _MERGE_PENDING = """
 -- KEYS: pending ; ARGV: content depth ('' none), property (0/1), deleted (0/1), token ('' unknown),
---       token number ('' when not numeric), exclude (json list), accepted ms, ttl seconds, has content (0/1)
+--       token number ('' when not numeric), exclude (json list), accepted ms, ttl seconds, has content (0/1),
+--       request id
 -- Token fields: tk = token to send, tn = its number, '' when not numeric, 'u' when unknown.
 local key = KEYS[1]
 local has_content = ARGV[9] == '1'
@@ -80,7 +81,7 @@ local token, number = ARGV[4], ARGV[5]
 if has_content and token == '' then number = 'u' end
 if redis.call('EXISTS', key) == 0 then
   redis.call('HSET', key, 'c', ARGV[1], 'p', ARGV[2], 'd', ARGV[3], 'tk', token, 'tn', number,
-             'x', ARGV[6], 't0', ARGV[7], 'n', 1)
+             'x', ARGV[6], 't0', ARGV[7], 'n', 1, 'r', ARGV[10])
   redis.call('EXPIRE', key, ARGV[8])
   return 1
 end
@@ -266,6 +267,7 @@ class Store:
                 change.accepted_ms,
                 ttl,
                 "1" if change.content_depth is not None else "0",
+                change.request_id,
             ],
         )
         return bool(created)
@@ -284,6 +286,7 @@ class Store:
             exclude=frozenset(json.loads(f.get("x") or "[]")),
             accepted_ms=int(f.get("t0") or 0),
             merged=int(f.get("n") or 1),
+            request_id=f.get("r", ""),
         )
 
     def pending_exists(self, topic: str) -> bool:

@@ -20,18 +20,23 @@ def worker_name() -> str:
     return f"davpush-{socket.gethostname()}-{os.getpid()}"
 
 
+def housekeeping_round(services, name: str) -> None:
+    """Heartbeat for /push/healthz; once per PURGE_INTERVAL one worker enqueues the purge."""
+    services.store.heartbeat(name, seconds=HEARTBEAT_SECONDS * 4)
+    interval = services.settings.purge_interval
+    if services.store.try_lock("purge", max(1, interval - 1)):
+        services.queue.enqueue(PURGE_JOB, result_ttl=300, failure_ttl=86400, job_timeout=600)
+
+
 def _housekeeping(stop: threading.Event, name: str) -> None:
-    """Heartbeat for /push/healthz; every PURGE_INTERVAL one worker enqueues the purge."""
     services = jobs.context().services
-    while not stop.is_set():
+    while True:
         try:
-            services.store.heartbeat(name, seconds=HEARTBEAT_SECONDS * 4)
-            interval = services.settings.purge_interval
-            if services.store.try_lock("purge", max(1, interval - 1)):
-                services.queue.enqueue(PURGE_JOB, result_ttl=300, failure_ttl=86400, job_timeout=600)
+            housekeeping_round(services, name)
         except Exception:  # Redis hiccups must not kill the worker; the next beat retries
             logger.exception("housekeeping failed")
-        stop.wait(HEARTBEAT_SECONDS)
+        if stop.wait(HEARTBEAT_SECONDS):
+            return
 
 
 def run_worker(burst: bool = False, max_jobs: int | None = None) -> bool:

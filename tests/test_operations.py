@@ -176,3 +176,58 @@ def test_subscriptions_list_stats_and_purge(make_env, redis_client, monkeypatch,
     assert main(["subscriptions", "purge"]) == 0
     assert "removed 1" in capsys.readouterr().out
     assert store.count_all() == 1
+
+
+def test_housekeeping_beats_and_enqueues_the_purge_once_per_interval(make_services):
+    from app.worker import PURGE_JOB, housekeeping_round
+
+    services = make_services()
+    housekeeping_round(services, "w-test")
+    housekeeping_round(services, "w-other")  # a second worker in the same interval does not purge again
+    assert set(services.store.heartbeats()) == {"w-test", "w-other"}
+    assert [job.func_name for job in services.queue.jobs] == [PURGE_JOB]
+
+
+def test_rediss_urls_are_accepted(make_env):
+    from app.config import load_settings
+    from app.services import build_services
+
+    services = build_services(load_settings(make_env(REDIS_URL="rediss://:pw@redis.example:6380/0")))
+    assert services.redis.connection_pool.connection_class.__name__ == "SSLConnection"
+
+
+def test_redis_outage_is_a_503_not_a_500(nextcloud, make_services):
+    services = make_services(nextcloud.url)
+    services.store.redis.connection_pool.reset()
+    services.store.redis.connection_pool.connection_kwargs.update(port=1, host="127.0.0.1", socket_connect_timeout=0.5)
+    http = create_app(services.settings, services).test_client()
+    response = http.post("/push/webhooks/nextcloud", data=json.dumps(object_event()), headers={"Authorization": f"Bearer {WEBHOOK_SECRET}"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+
+
+def test_unsafe_request_ids_are_replaced(client):
+    http, _ = client
+    response = http.get("/push/healthz", headers={"X-Request-Id": "bad id\" injected=1"})
+    assert response.headers["X-Request-Id"] != "bad id\" injected=1" and len(response.headers["X-Request-Id"]) == 16
+
+
+def test_delivery_log_carries_the_request_id_of_the_change(gateway, receiver, run_worker, caplog):
+    keys = ClientKeys.generate()
+    requests.post(gateway.dav("/calendars/alice/work/"), data=bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth),
+                  auth=("alice", "alice-pw"), headers={"Content-Type": bodies.XML_UTF8})
+    requests.post(gateway.url + "/push/webhooks/nextcloud", data=json.dumps(object_event()),
+                  headers={"Authorization": f"Bearer {WEBHOOK_SECRET}", "X-Request-Id": "nc-webhook-42"})
+    with caplog.at_level(logging.INFO, logger="davpush.delivery"):
+        run_worker(gateway.services)
+    from app.logs import request_id
+
+    assert request_id.get() == "nc-webhook-42"
+    assert any(r.getMessage() == "topic delivered" for r in caplog.records)
+
+
+def test_demo_runs_end_to_end(redis_url):
+    env = dict(os.environ, REDIS_URL=redis_url)
+    result = subprocess.run([sys.executable, "-m", "app.cli", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "<P:push-message" in result.stdout and "http://radicale.org/ns/sync/" in result.stdout
+    assert "push received" in result.stdout

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from ..logs import endpoint_label, log, short_id
+from ..logs import endpoint_label, log, request_id, short_id
 from ..metrics_names import counter, latency_bucket
 from ..protocol.message import build_push_message
 from ..protocol.subscription import Subscription, sync_token_number
@@ -33,6 +33,7 @@ class Deliverer:
         if change is None:
             return {"topic": topic, "pushes": 0, "note": "nothing pending"}
         self.store.mark_delivery_start(topic, started_ms)
+        request_id.set(change.request_id or "-")
         if self._already_announced(change):
             self.store.count(counter("events_stale"), change.merged)
             return {"topic": topic, "pushes": 0, "note": "a newer sync-token was already pushed"}
@@ -130,7 +131,7 @@ class Deliverer:
                 delay = outcome.retry_after if outcome.retry_after is not None else backoff(attempt)
                 retries.setdefault((plaintext, round(delay)), []).append(subscription.id)
             elif outcome.kind in (RETRY, REJECTED, AUTH, BLOCKED):
-                level = logging.WARNING if outcome.kind in (AUTH, BLOCKED) or outcome.kind == RETRY else logging.INFO
+                level = logging.INFO if outcome.kind == REJECTED else logging.WARNING
                 self._log(level, f"push not delivered ({outcome.kind})", subscription, outcome)
         self.store.record_success(succeeded, int(now))
         if tallies:

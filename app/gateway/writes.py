@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..changes import ChangeIngestor
-from ..logs import log
+from ..logs import log, request_id
 from ..metrics_names import counter
 from ..protocol.dont_notify import DontNotify, parse_dont_notify
 from ..protocol.subscription import Change
@@ -65,6 +65,7 @@ class WriteObservation:
     authorization: str | None
     dont_notify: DontNotify
     accepted_ms: int
+    request_id: str
 
 
 def observation(method: str, raw_path: str, headers) -> WriteObservation:
@@ -75,6 +76,7 @@ def observation(method: str, raw_path: str, headers) -> WriteObservation:
         authorization=headers.get("Authorization"),
         dont_notify=parse_dont_notify(headers.getlist("Push-Dont-Notify")),
         accepted_ms=int(time.time() * 1000),
+        request_id=request_id.get(),
     )
 
 
@@ -117,6 +119,7 @@ def process(services, observed: WriteObservation) -> None:
             sync_token=token,
             exclude=excluded_ids(services, topic, user, observed.dont_notify),
             accepted_ms=observed.accepted_ms,
+            request_id=observed.request_id,
         )
         outcome = ingestor.submit(change)
         services.store.count(counter("gateway_writes", outcome=outcome))

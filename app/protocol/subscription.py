@@ -79,6 +79,7 @@ class Change:
     exclude: frozenset = field(default_factory=frozenset)
     accepted_ms: int = 0
     merged: int = 1
+    request_id: str = ""  # of the first merged change, to follow it into the worker's log
 
     def wants(self, subscription: Subscription) -> tuple[bool, bool]:
         """(content, property) parts of the message this subscription should get."""
