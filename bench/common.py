@@ -165,9 +165,9 @@ class Receiver:
         self.proc.stop()
 
 
-def start_worker(env: dict, name: str = "worker") -> Proc:
+def start_worker(env: dict, name: str = "worker", cwd=ROOT) -> Proc:
     """`python -m app.cli worker`: the production entry point (SimpleWorker + scheduler)."""
-    return Proc([PYTHON, "-m", "app.cli", "worker"], env=env, log_name=f"{name}.log")
+    return Proc([PYTHON, "-m", "app.cli", "worker"], env=env, log_name=f"{name}.log", cwd=cwd)
 
 
 def wait_for_worker(services, proc: Proc, timeout: float = 30.0) -> None:

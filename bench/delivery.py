@@ -82,6 +82,8 @@ class Bench:
             PUSH_COALESCE_MS=0,
             LOG_LEVEL="info",
         )
+        if args.worker_pythonpath:  # experiments only, e.g. hiredis installed with pip --target
+            self.env["PYTHONPATH"] = args.worker_pythonpath
 
     def __enter__(self):
         common.clean_db12()
@@ -94,7 +96,8 @@ class Bench:
                 self.services, self.receiver, "calendars/bench/fanout", self.args.subs
             )
             self.insert_seconds = time.time() - started
-            self.worker = common.start_worker(self.env, name=f"worker-{self.latency_ms:g}ms")
+            self.worker = common.start_worker(self.env, name=f"worker-{self.latency_ms:g}ms",
+                                              cwd=self.args.worker_cwd or common.ROOT)
             common.wait_for_worker(self.services, self.worker)
             self.ours(warmup=True)  # pools, VAPID header, imports: a long-lived worker has them
         except BaseException:
@@ -234,9 +237,14 @@ def main() -> int:
                         help="CONCURRENCY/PER_ORIGIN pairs for --sweep")
     parser.add_argument("--sweep-runs", type=int, default=3)
     parser.add_argument("--no-capacity-check", action="store_true")
+    parser.add_argument("--worker-cwd", default="",
+                        help="experiment: run the worker from another checkout (e.g. one with the old app/delivery files)")
+    parser.add_argument("--worker-pythonpath", default="",
+                        help="experiment: PYTHONPATH for the worker process (e.g. a --target dir holding hiredis)")
     args = parser.parse_args()
 
-    report = dict(started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), versions=common.versions(), args=vars(args), results={})
+    report = dict(started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), versions=common.versions(), args=vars(args), results={},
+                  loadavg_before=Path("/proc/loadavg").read_text().split()[:3])
     print(json.dumps(report["versions"]))
     if not args.no_capacity_check:
         capacity = receiver_capacity()

@@ -36,12 +36,14 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from . import ssrf
 from .outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 
 RESOLVE_TTL = 30.0
+SWEEP_SECONDS = 0.1  # resolution of the read timeout
+SHAPE_CACHE_SIZE = 200_000
 MAX_ANSWER_BODY = 4096  # bytes of an answer body that are read at most
 MAX_ANSWER_HEAD = 65536  # status line + headers
 MAX_ANSWER_HEADERS = 100
@@ -82,6 +84,8 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         self.buffer = bytearray()
         self.eof = False
+        self.deadline = 0.0  # loop time by which the answer must be complete
+        self.timed_out = False
         self._waiter = None
 
     # asyncio callbacks
@@ -120,7 +124,15 @@ class _Connection(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
+        if self.timed_out:
+            raise _Named("ReadTimeoutError")
         return len(self.buffer) > size
+
+    def time_out(self) -> None:
+        self.timed_out = True
+        self.eof = True
+        self._wake()
+        self.close()
 
     def usable(self) -> bool:
         """An idle keep-alive connection is only reused if the server neither closed it nor sent anything."""
@@ -165,6 +177,9 @@ class PushSender:
         self._resolving: dict[tuple, asyncio.Future] = {}
         self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
         self._origin_slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: set = set()  # connections waiting for an answer (see _sweep)
+        self._sweeper = None
+        self._shapes: dict[str, ssrf.Endpoint] = {}  # check_shape() is a pure function of the URL
         self._dns = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-dns")
 
     # -- public ------------------------------------------------------------------------
@@ -172,9 +187,14 @@ class PushSender:
     def send_all(self, requests: list[PushRequest], authorization: Callable[[str], str]) -> list[Outcome]:
         by_origin: dict[str, deque] = defaultdict(deque)
         outcomes: list[Outcome] = []
+        shapes = self._shapes
+        if len(shapes) > SHAPE_CACHE_SIZE:
+            shapes.clear()
         for item in requests:
             try:
-                endpoint = ssrf.check_shape(item.endpoint, allow_http=self.allow_http)
+                endpoint = shapes.get(item.endpoint)
+                if endpoint is None:
+                    endpoint = shapes[item.endpoint] = ssrf.check_shape(item.endpoint, allow_http=self.allow_http)
             except ssrf.BlockedEndpoint as error:
                 outcomes.append(Outcome(item.subscription_id, BLOCKED, detail=str(error)))
                 continue
@@ -236,7 +256,7 @@ class PushSender:
 
     async def _send_groups(self, by_origin: dict, headers: dict, outcomes: list) -> None:
         lanes = [
-            asyncio.ensure_future(self._drain(queue, headers[origin], outcomes))
+            asyncio.ensure_future(self._drain(origin, queue, headers[origin], outcomes))
             for origin, queue in by_origin.items()
             for _ in range(min(self.per_origin, len(queue)))
         ]
@@ -246,18 +266,22 @@ class PushSender:
             for lane in lanes:
                 lane.cancel()
 
-    async def _drain(self, queue: deque, authorization: str, outcomes: list) -> None:
+    async def _drain(self, origin: str, queue: deque, authorization: str, outcomes: list) -> None:
+        origin_slots = self._origin_slots.get(origin)
+        if origin_slots is None:
+            origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.per_origin)
         while queue:
             endpoint, item = queue.popleft()
-            origin_slots = self._origin_slots.get(endpoint.origin)
-            if origin_slots is None:
-                origin_slots = self._origin_slots[endpoint.origin] = asyncio.Semaphore(self.per_origin)
             async with origin_slots, self._slots:
                 outcomes.append(await self._send_one(endpoint, item, authorization))
 
     async def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
         try:
-            address = await self._address(endpoint)
+            cached = self._resolved.get((endpoint.host, endpoint.port))
+            if cached is not None and cached[0] > time.monotonic():
+                address = cached[1][0]
+            else:
+                address = await self._address(endpoint)
         except ssrf.BlockedEndpoint as error:
             kind = RETRY if "does not resolve" in str(error) else BLOCKED
             return Outcome(item.subscription_id, kind, detail=str(error))
@@ -266,7 +290,7 @@ class PushSender:
         except Exception as error:  # a key that passed validation but cannot encrypt
             return Outcome(item.subscription_id, REJECTED, detail=f"encryption failed: {type(error).__name__}")
         try:
-            request = _request_bytes(item.endpoint, dict(item.headers, Authorization=authorization), body)
+            request = _request_bytes(item.endpoint, item.headers, authorization, body)
         except (ValueError, UnicodeError) as error:
             return Outcome(item.subscription_id, REJECTED, detail=f"cannot build the request: {error}")
         key = (endpoint.scheme, endpoint.host, endpoint.port, address)
@@ -274,12 +298,15 @@ class PushSender:
         try:
             if conn is None:
                 conn = await self._connect(endpoint, address)
-            conn.transport.write(request)
+            conn.deadline = conn.loop.time() + self.read_timeout
+            self._waiting.add(conn)
+            if self._sweeper is None:
+                self._sweeper = conn.loop.call_later(SWEEP_SECONDS, self._sweep)
             try:
-                async with asyncio.timeout(self.read_timeout):
-                    status, retry_after_header, reusable = await self._read_answer(conn)
-            except TimeoutError:
-                raise _Named("ReadTimeoutError") from None
+                conn.transport.write(request)
+                status, retry_after_header, reusable = await self._read_answer(conn)
+            finally:
+                self._waiting.discard(conn)
         except (_Named, ProtocolError, OSError) as error:
             if conn is not None:
                 conn.close()
@@ -301,6 +328,18 @@ class PushSender:
         return Outcome(item.subscription_id, kind, status, retry_after)
 
     # -- connections -----------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Read timeouts: one timer for all connections instead of one per request."""
+        self._sweeper = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self._waiting if c.deadline <= now]:
+            self._waiting.discard(conn)
+            conn.time_out()
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _take_idle(self, key: tuple) -> _Connection | None:
         idle = self._idle.get(key)
@@ -397,6 +436,8 @@ class PushSender:
         start = 0
         while True:
             end = buffer.find(b"\r\n\r\n", max(0, start - 3))
+            if end > MAX_ANSWER_HEAD or (end < 0 and len(buffer) > MAX_ANSWER_HEAD):
+                raise ProtocolError("answer head too large")
             if end >= 0:
                 break
             if len(buffer) > MAX_ANSWER_HEAD:
@@ -493,18 +534,39 @@ def _default_ssl_context() -> ssl.SSLContext:
     return context
 
 
-def _request_bytes(url: str, headers: dict, body: bytes) -> bytes:
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+_valid_names: set[str] = set()
+
+
+def _request_bytes(url: str, headers: dict, authorization: str, body: bytes) -> bytes:
+    """The request head and body. The URL passed check_shape: absolute, no fragment,
+    no user information, no whitespace or control characters."""
+    rest = url.split("://", 1)[1]
+    cut = len(rest)
+    for mark in ("/", "?"):
+        position = rest.find(mark)
+        if 0 <= position < cut:
+            cut = position
+    netloc, target = rest[:cut], rest[cut:]
+    if not target.startswith("/"):
+        target = "/" + target
     if not target.isascii():
         target = quote(target, safe=_TARGET_SAFE)
-    lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"User-Agent: {USER_AGENT}",
-             "Accept-Encoding: identity", f"Content-Length: {len(body)}"]
+    lines = [f"POST {target} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: {USER_AGENT}\r\n"
+             f"Accept-Encoding: identity\r\nContent-Length: {len(body)}\r\nAuthorization: {authorization}\r\n"]
+    values = [authorization]
     for name, value in headers.items():
+        if name not in _valid_names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if name.lower() in _DROP_HEADERS or name.lower() == "authorization":
+                continue  # Host, Content-Length, Connection, Transfer-Encoding and Authorization are ours
+            if len(_valid_names) < 1000:
+                _valid_names.add(name)
         value = str(value)
-        if not _HEADER_NAME.fullmatch(name) or _BAD_HEADER_VALUE.search(value):
-            raise ValueError(f"invalid header {name!r}")
-        if name.lower() not in _DROP_HEADERS:
-            lines.append(f"{name}: {value}")
+        values.append(value)
+        lines.append(f"{name}: {value}\r\n")
+    if _BAD_HEADER_VALUE.search("".join(values)):
+        raise ValueError("a header value contains CR, LF or NUL")
     lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1") + body
+    head = "".join(lines)
+    return head.encode("latin-1") + body
