@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from .delivery.ssrf import BlockedEndpoint, check_shape
+
+# Push services built for heavy fan-in from one sender get more requests in flight
+# than PUSH_PER_ORIGIN_CONCURRENCY; small self-hosted ones keep the low default.
+LARGE_PUSH_SERVICES = (
+    ("https://fcm.googleapis.com", 256),
+    ("https://updates.push.services.mozilla.com", 256),
+    ("https://web.push.apple.com", 256),
+)
+
 
 class ConfigError(Exception):
     """A setting is missing or invalid. str(error) is the one line to print."""
@@ -36,8 +46,9 @@ class Settings:
     push_urgency: str = "normal"
     push_coalesce_ms: int = 0
     push_min_interval_ms: int = 1000
-    push_concurrency: int = 128
+    push_concurrency: int = 256
     push_per_origin_concurrency: int = 32
+    push_origin_concurrency: tuple = LARGE_PUSH_SERVICES
     push_connect_timeout: float = 5.0
     push_read_timeout: float = 10.0
     push_max_attempts: int = 5
@@ -93,6 +104,26 @@ def _number(env: Mapping[str, str], name: str, default, cast: Callable, low, hig
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw} is out of range ({low}..{high})")
     return value
+
+
+def _origin_limits(env: Mapping[str, str], name: str) -> tuple:
+    """`origin=N` pairs, merged over the built-in limits of the large push services."""
+    limits = dict(LARGE_PUSH_SERVICES)
+    raw = env.get(name, "").strip()
+    for item in raw.replace(";", ",").replace(" ", ",").split(","):
+        if not item:
+            continue
+        origin, sep, number = item.rpartition("=")
+        try:
+            endpoint = check_shape(origin, allow_http=True)
+        except BlockedEndpoint:
+            endpoint = None
+        if not sep or endpoint is None or origin.rstrip("/").count("/") > 2 or "?" in origin:
+            raise ConfigError(f"{name}: {item!r} is not origin=N (e.g. https://ntfy.example.org=8)")
+        if not number.isdigit() or not 1 <= int(number) <= 1024:
+            raise ConfigError(f"{name}: the limit in {item!r} must be a number from 1 to 1024")
+        limits[endpoint.origin] = int(number)
+    return tuple(sorted(limits.items()))
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple:
@@ -179,8 +210,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_urgency=_choice(env, "PUSH_URGENCY", "normal", ("very-low", "low", "normal", "high")),
         push_coalesce_ms=_number(env, "PUSH_COALESCE_MS", 0, int, 0, 600000),
         push_min_interval_ms=_number(env, "PUSH_MIN_INTERVAL_MS", 1000, int, 0, 600000),
-        push_concurrency=_number(env, "PUSH_CONCURRENCY", 128, int, 1, 2048),
+        push_concurrency=_number(env, "PUSH_CONCURRENCY", 256, int, 1, 2048),
         push_per_origin_concurrency=_number(env, "PUSH_PER_ORIGIN_CONCURRENCY", 32, int, 1, 1024),
+        push_origin_concurrency=_origin_limits(env, "PUSH_ORIGIN_CONCURRENCY"),
         push_connect_timeout=_number(env, "PUSH_CONNECT_TIMEOUT", 5.0, float, 0.1, 60),
         push_read_timeout=_number(env, "PUSH_READ_TIMEOUT", 10.0, float, 0.1, 120),
         push_max_attempts=_number(env, "PUSH_MAX_ATTEMPTS", 5, int, 1, 20),

@@ -23,6 +23,7 @@ class WorkerContext:
         self.sender = PushSender(
             concurrency=settings.push_concurrency,
             per_origin=settings.push_per_origin_concurrency,
+            origin_limits=dict(settings.push_origin_concurrency),
             connect_timeout=settings.push_connect_timeout,
             read_timeout=settings.push_read_timeout,
             allow_http=settings.push_allow_http,

@@ -14,6 +14,15 @@ def test_valid_settings_load(make_env):
     assert settings.dav_prefix == "/remote.php/dav" and settings.subscription_max_days == 10
 
 
+
+def test_per_origin_overrides_merge_over_the_large_services(make_env):
+    env = make_env(PUSH_ORIGIN_CONCURRENCY="HTTPS://ntfy.example.org:443=8, https://fcm.googleapis.com=64")
+    limits = dict(load_settings(env).push_origin_concurrency)
+    assert limits["https://ntfy.example.org"] == 8
+    assert limits["https://fcm.googleapis.com"] == 64
+    assert limits["https://updates.push.services.mozilla.com"] == 256
+
+
 @pytest.mark.parametrize(
     "change, variable",
     [
@@ -28,6 +37,8 @@ def test_valid_settings_load(make_env):
         ({"PUSH_ALLOWED_NETWORKS": "10.0.0.0/8,lan"}, "PUSH_ALLOWED_NETWORKS"),
         ({"SUBSCRIPTION_MAX_DAYS": "2"}, "SUBSCRIPTION_MAX_DAYS"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"PUSH_ORIGIN_CONCURRENCY": "https://ntfy.example.org/up=8"}, "PUSH_ORIGIN_CONCURRENCY"),
+        ({"PUSH_ORIGIN_CONCURRENCY": "https://ntfy.example.org=0"}, "PUSH_ORIGIN_CONCURRENCY"),
     ],
 )
 def test_bad_settings_name_the_variable(make_env, change, variable):

@@ -202,3 +202,19 @@ def test_exclusions_and_deleted_collections(delivery, receiver):
     deliver(services, deliverer, Change(topic, content_depth="0", collection_deleted=True, exclude=frozenset({"a"})))
     assert [p.path for p in receiver.wait_for(1)] == ["/b"]
     assert list(services.store.iter_subscriptions()) == []
+
+
+def test_per_origin_limit_and_override_bound_the_requests_in_flight_to_one_service():
+    from support.push_receiver import PushReceiver
+
+    with PushReceiver(latency_ms=150) as service:
+        items = [request(service.endpoint(f"/p{i}"), f"s{i}") for i in range(24)]
+        default = sender(concurrency=64, per_origin=2).send_all(items, lambda o: "vapid")
+        peak_default = service.peak_in_flight
+        service.clear()
+        origin = service.url.rstrip("/")
+        raised = sender(concurrency=64, per_origin=2, origin_limits={origin: 6}).send_all(items, lambda o: "vapid")
+        peak_raised = service.peak_in_flight
+    assert [o.kind for o in default + raised] == [outcomes.SUCCESS] * 48
+    assert peak_default == 2
+    assert peak_raised == 6

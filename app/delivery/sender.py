@@ -2,8 +2,8 @@
 
 - one keep-alive pool per (push-service origin, resolved address), kept for the
   life of the worker process;
-- per origin at most PUSH_PER_ORIGIN_CONCURRENCY requests in flight, overall at
-  most PUSH_CONCURRENCY: each origin gets a few "lanes" that drain its queue, so
+- per origin at most PUSH_PER_ORIGIN_CONCURRENCY requests in flight (or the
+  origin's own limit from PUSH_ORIGIN_CONCURRENCY), overall at most PUSH_CONCURRENCY: each origin gets a few "lanes" that drain its queue, so
   a slow service never ties up the capacity other services need;
 - the SSRF guard runs again at send time and the connection goes to the address
   that was checked (DNS cannot be swapped in between); redirects are never
@@ -35,7 +35,7 @@ import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 from . import ssrf
@@ -155,9 +155,11 @@ class PushSender:
         allowed_networks: tuple = (),
         resolver=socket.getaddrinfo,
         ssl_context: ssl.SSLContext | None = None,
+        origin_limits: Mapping[str, int] | None = None,
     ):
         self.concurrency = concurrency
         self.per_origin = per_origin
+        self.origin_limits = dict(origin_limits or {})
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.allow_http = allow_http
@@ -183,6 +185,10 @@ class PushSender:
         self._dns = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-dns")
 
     # -- public ------------------------------------------------------------------------
+
+    def limit_for(self, origin: str) -> int:
+        """Requests in flight allowed to one push-service origin."""
+        return self.origin_limits.get(origin, self.per_origin)
 
     def send_all(self, requests: list[PushRequest], authorization: Callable[[str], str]) -> list[Outcome]:
         by_origin: dict[str, deque] = defaultdict(deque)
@@ -258,7 +264,7 @@ class PushSender:
         lanes = [
             asyncio.ensure_future(self._drain(origin, queue, headers[origin], outcomes))
             for origin, queue in by_origin.items()
-            for _ in range(min(self.per_origin, len(queue)))
+            for _ in range(min(self.limit_for(origin), len(queue)))
         ]
         try:
             await asyncio.gather(*lanes)
@@ -269,7 +275,7 @@ class PushSender:
     async def _drain(self, origin: str, queue: deque, authorization: str, outcomes: list) -> None:
         origin_slots = self._origin_slots.get(origin)
         if origin_slots is None:
-            origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.per_origin)
+            origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.limit_for(origin))
         while queue:
             endpoint, item = queue.popleft()
             async with origin_slots, self._slots:
@@ -317,7 +323,7 @@ class PushSender:
             raise
         if reusable and conn.usable():
             idle = self._idle[key]
-            if len(idle) < self.per_origin:
+            if len(idle) < self.limit_for(endpoint.origin):
                 idle.append(conn)
             else:
                 conn.close()

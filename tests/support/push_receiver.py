@@ -58,6 +58,8 @@ class PushReceiver(Served):
         self._scripts: dict[str, list[tuple]] = {}
         self._cond = threading.Condition()
         self._server = None
+        self._in_flight = 0
+        self.peak_in_flight = 0  # most requests being answered at the same time
 
 
     def endpoint(self, path: str = "/push/1") -> str:
@@ -81,6 +83,7 @@ class PushReceiver(Served):
         with self._cond:
             self._pushes.clear()
             self._scripts.clear()
+            self.peak_in_flight = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Push]:
         """Block until at least `count` pushes arrived; returns them all. AssertionError on timeout."""
@@ -103,9 +106,13 @@ class PushReceiver(Served):
             number = len(self._pushes)
             queue = self._scripts.get(path)
             answer = queue.pop(0) if queue else None
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             self._cond.notify_all()
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
+        with self._cond:
+            self._in_flight -= 1
         if answer is None:
             host = environ.get("HTTP_HOST", "127.0.0.1")
             status, headers, payload = 201, {"Location": f"http://{host}/messages/{number}"}, b""
