@@ -299,15 +299,9 @@ def test_the_default_tls_context_trusts_the_system_store_only(tls_server, make_s
         assert server.requests == []
 
 
-# -- known bug -------------------------------------------------------------------------------------------
+# -- internationalised host names ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sender bug: _request_bytes() writes the Host header from the raw URL instead of the IDNA (xn--) "
-           "form that DNS and TLS SNI use; 'bücher.test' goes out as the latin-1 byte 0xFC, and a name outside "
-           "latin-1 ('пуш.test') cannot be encoded at all, so the push is REJECTED and never sent",
-)
 @pytest.mark.parametrize("name, ascii_name", [("bücher.test", "xn--bcher-kva.test"), ("пуш.test", "xn--o1aip.test")],
                          ids=["latin-1", "cyrillic"])
 def test_an_internationalised_host_name_is_sent_in_its_ascii_form(server, make_sender, name, ascii_name):

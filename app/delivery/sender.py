@@ -553,6 +553,9 @@ def _request_bytes(url: str, headers: dict, authorization: str, body: bytes) -> 
         if 0 <= position < cut:
             cut = position
     netloc, target = rest[:cut], rest[cut:]
+    if not netloc.isascii():  # an internationalised name: Host carries its ASCII (IDNA) form, as DNS and SNI do
+        host, colon, port = netloc.partition(":")
+        netloc = host.encode("idna").decode("ascii") + colon + port
     if not target.startswith("/"):
         target = "/" + target
     if not target.isascii():
