@@ -92,6 +92,13 @@ def test_retry_after_forms():
     assert outcomes.parse_retry_after("soon") is None
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b2", "\u00b9\u00b2\u00b3", "\u0663", "\uff11\uff12", "-5", "+5", "1.5"],
+                         ids=["superscript", "digit-and-superscript", "superscripts", "arabic-indic", "fullwidth",
+                              "negative", "plus", "fraction"])
+def test_retry_after_that_is_not_ascii_digits_or_a_date_counts_as_absent(value):
+    assert outcomes.parse_retry_after(value) is None
+
+
 def test_backoff_grows_with_jitter_and_is_capped():
     assert 2.5 <= outcomes.backoff(1, rng=lambda: 0.0) <= 2.5
     assert outcomes.backoff(3, rng=lambda: 0.5) == 20

@@ -309,3 +309,66 @@ def test_an_internationalised_host_name_is_sent_in_its_ascii_form(server, make_s
     outcome = send_one(sender, server.url("/x", host=name))
     assert (outcome.kind, outcome.status) == (SUCCESS, 201)
     assert server.requests[0].headers["host"] == f"{ascii_name}:{server.port}"
+
+
+# -- hostile answers: numbers that are not ASCII digits -------------------------------------------------
+# Answer heads are decoded as latin-1, so a byte like 0xB2 arrives as "²": str.isdigit() says yes, int()
+# says no. Such an answer must cost only its own push, never the batch it travels in.
+
+HOSTILE_NUMBERS = {
+    # an unusable Retry-After counts as absent: the usual backoff applies
+    "retry-after-superscript": (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n",
+                                (RETRY, 429, None, "")),
+    "content-length-superscript": (b"HTTP/1.1 201 Created\r\nContent-Length: \xb2\r\n\r\n",
+                                   (RETRY, None, None, "ProtocolError")),
+    # three characters, like a real status code: "2²1"
+    "status-superscript": (b"HTTP/1.1 2\xb21 Created\r\nContent-Length: 0\r\n\r\n",
+                           (RETRY, None, None, "ProtocolError")),
+    "status-superscript-four-chars": (b"HTTP/1.1 2\xb201 Created\r\nContent-Length: 0\r\n\r\n",
+                                      (RETRY, None, None, "ProtocolError")),
+}
+
+
+@pytest.mark.parametrize("answer, expected", HOSTILE_NUMBERS.values(), ids=HOSTILE_NUMBERS.keys())
+def test_a_number_that_is_not_ascii_digits_costs_only_its_own_push(server, sender, answer, expected):
+    server.script("/hostile", reply(answer, close=True))
+    pushes = [push(server.url("/good/1"), "good1"), push(server.url("/hostile"), "hostile"),
+              push(server.url("/good/2"), "good2"), push(server.url("/good/3"), "good3")]
+    result = sender.send_all(pushes, lambda origin: VAPID)
+    assert sorted(o.subscription_id for o in result) == ["good1", "good2", "good3", "hostile"]
+    by_id = {o.subscription_id: o for o in result}
+    assert {(by_id[i].kind, by_id[i].status) for i in ("good1", "good2", "good3")} == {(SUCCESS, 201)}
+    hostile = by_id["hostile"]
+    assert (hostile.kind, hostile.status, hostile.retry_after, hostile.detail) == expected
+    assert send_one(sender, server.url("/after")).kind == SUCCESS  # the sender is still fine
+
+
+def test_a_content_length_of_thousands_of_digits_is_just_a_large_body(server, sender):
+    # int() refuses decimal strings over 4300 digits; this must not escape as a ValueError either
+    server.script("/huge", reply(b"HTTP/1.1 201 Created\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nsome", close=True))
+    pushes = [push(server.url("/huge"), "huge"), push(server.url("/good"), "good")]
+    by_id = {o.subscription_id: o for o in sender.send_all(pushes, lambda origin: VAPID)}
+    assert (by_id["huge"].kind, by_id["huge"].status) == (SUCCESS, 201)
+    assert (by_id["good"].kind, by_id["good"].status) == (SUCCESS, 201)
+
+
+def test_an_unexpected_error_while_sending_one_push_costs_only_that_push(server, sender, monkeypatch):
+    real = sender_module.parse_retry_after
+
+    def broken(value, *args, **kwargs):
+        if value == "boom":
+            raise RuntimeError("a bug nobody foresaw")
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(sender_module, "parse_retry_after", broken)
+    server.script("/busy", b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: boom\r\nContent-Length: 0\r\n\r\n")
+    pushes = [push(server.url("/busy"), "busy")] + [push(server.url(f"/good/{i}"), f"good{i}") for i in range(3)]
+    result = sender.send_all(pushes, lambda origin: VAPID)
+    by_id = {o.subscription_id: o for o in result}
+    assert len(result) == 4 and set(by_id) == {"busy", "good0", "good1", "good2"}
+    assert (by_id["busy"].kind, by_id["busy"].status, by_id["busy"].detail) == (RETRY, None, "RuntimeError")
+    assert all((by_id[f"good{i}"].kind, by_id[f"good{i}"].status) == (SUCCESS, 201) for i in range(3))
+    # the connection of the failed push was closed, not handed to the next push
+    assert send_one(sender, server.url("/after")).kind == SUCCESS
+    connection_of = {r.target: r.connection for r in server.requests}
+    assert connection_of["/after"] != connection_of["/busy"]

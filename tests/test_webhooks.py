@@ -172,3 +172,95 @@ def test_min_interval_delays_the_job_after_a_recent_delivery(client, services):
     post(client, object_event())
     assert services.queue.count == 0
     assert ScheduledJobRegistry(queue=services.queue).count == 1
+
+
+def test_restored_event_queues_the_current_token(client, services):
+    # Restoring from the trash bin: addChange runs before the dispatch, so the payload token is already the
+    # new one (nextcloud-integration.md §4.6), and objectData is a reduced row (§4.3).
+    topic = subscribe(services, "calendars/alice/work")
+    payload = object_event(kind="Restored", token=9652)
+    payload["event"]["objectData"] = {"calendardata": payload["event"]["objectData"]["calendardata"],
+                                      "uri": "3F2504E0-4F89-11D3-9A0C-0305E82C3301.ics", "calendarid": 9,
+                                      "calendartype": 0, "component": "vevent"}
+    assert payload["event"]["class"] == "OCP\\Calendar\\Events\\CalendarObjectRestoredEvent"
+    response = post(client, payload)
+    assert response.status_code == 202 and response.json["outcomes"] == ["queued"]
+    assert services.queue.count == 1 and services.queue.jobs[0].args == [topic]
+    change = services.store.take_pending(topic)
+    assert change.sync_token == "http://sabre.io/ns/sync/9652" and change.content_depth == "1"
+
+
+def test_deeply_nested_json_is_400_and_nothing_is_queued(client, services):
+    topic = subscribe(services, "calendars/alice/work")
+    depth = 50_000  # under the 512 kB body limit; json.loads gives up with RecursionError
+    for raw in ("[" * depth + "]" * depth,
+                '{"event": ' + '{"a":' * depth + "1" + "}" * depth + "}"):
+        response = post(client, None, raw=raw)
+        assert response.status_code == 400 and "nested too deeply" in response.json["error"]
+    assert services.queue.count == 0 and not services.store.pending_exists(topic)
+
+
+def _with_calendar_token(value):
+    payload = object_event()
+    payload["event"]["calendarData"]["{http://sabredav.org/ns}sync-token"] = value
+    return payload
+
+
+def _with_calendar_id(value):
+    payload = object_event()
+    payload["event"]["calendarId"] = value
+    return payload
+
+
+def _with_time(value):
+    payload = object_event()
+    payload["time"] = value
+    return payload
+
+
+def _with_moved_token(value):
+    payload = moved_event()
+    payload["event"]["targetCalendarData"]["{http://sabredav.org/ns}sync-token"] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (_with_calendar_token("\u00b2"), "integer"),  # "²".isdigit() is true, int("²") fails
+        (_with_calendar_token("1\u00b2"), "integer"),
+        (_with_calendar_token("\u0663"), "integer"),  # ARABIC-INDIC DIGIT THREE: int() would accept it
+        (_with_calendar_token("--5"), "integer"),
+        (_with_calendar_token("9" * 5000), "integer"),  # int() refuses over 4300 digits
+        (_with_calendar_id("\u00b9"), "integer"),
+        (_with_moved_token("\u00b2"), "integer"),
+        (bridge_event(syncToken="\u00b2"), "integer"),
+        (_with_time("\u00b2"), "envelope"),
+    ],
+    ids=["token-superscript", "token-digit-superscript", "token-arabic-indic", "token-double-minus",
+         "token-5000-digits", "calendar-id", "moved-target-token", "bridge-token", "envelope-time"],
+)
+def test_numbers_that_are_not_ascii_digits_are_400_and_nothing_is_queued(client, services, payload, message):
+    work = subscribe(services, "calendars/alice/work", "s1")
+    personal = subscribe(services, "calendars/alice/personal", "s2")
+    contacts = subscribe(services, "addressbooks/users/alice/contacts", "s3")
+    response = post(client, payload)
+    assert response.status_code == 400 and message in response.json["error"]
+    assert services.queue.count == 0
+    assert not any(services.store.pending_exists(topic) for topic in (work, personal, contacts))
+
+
+def test_a_principal_that_is_not_a_url_is_400(client, services):
+    payload = object_event()
+    payload["event"]["calendarData"]["principaluri"] = "//[principals/users/alice"  # urlsplit: "Invalid IPv6 URL"
+    response = post(client, payload)
+    assert response.status_code == 400 and "principal" in response.json["error"]
+    assert services.queue.count == 0
+
+
+def test_ascii_digit_strings_with_spaces_and_a_minus_are_still_fine(client, services):
+    topic = subscribe(services, "calendars/alice/work")
+    payload = _with_calendar_token(" 0077 ")
+    payload["event"]["calendarId"] = "-1"
+    assert post(client, payload).status_code == 202
+    assert services.store.take_pending(topic).sync_token == "http://sabre.io/ns/sync/77"

@@ -39,12 +39,18 @@ def classify(status: int) -> str:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), clamped."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), clamped.
+
+    None when the value is neither: the caller then backs off as usual. Only ASCII digits
+    count ("²".isdigit() is true, yet int("²") fails; the answer head is decoded as latin-1).
+    """
     if not value:
         return None
     value = value.strip()
+    if not value.isascii():
+        return None
     if value.isdigit():
-        seconds = float(value)
+        seconds = float(value)  # float, not int: no digit-count limit, huge values become inf
     else:
         moment = parse_http_date(value)
         if moment is None:

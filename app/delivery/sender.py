@@ -25,6 +25,7 @@ unexpected closes the connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -32,12 +33,14 @@ import ssl
 import string
 import threading
 import time
+import traceback
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import quote
 
+from ..logs import endpoint_label, log
 from . import ssrf
 from .outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 
@@ -54,6 +57,8 @@ _TARGET_SAFE = string.punctuation  # keeps existing %-escapes; only non-ASCII ge
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _DROP_HEADERS = frozenset(("host", "content-length", "connection", "transfer-encoding"))
+_MAX_LENGTH_DIGITS = 18  # a longer Content-Length is over MAX_ANSWER_BODY anyway (and int() caps digits)
+logger = logging.getLogger("davpush.sender")
 
 
 @dataclass
@@ -282,6 +287,18 @@ class PushSender:
                 outcomes.append(await self._send_one(endpoint, item, authorization))
 
     async def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
+        """One push, one outcome. Whatever goes wrong costs this push only, never the batch:
+        an exception escaping here would cancel the other pushes in flight and fail send_all()."""
+        try:
+            return await self._attempt(endpoint, item, authorization)
+        except Exception as error:  # not BaseException: cancellation still propagates
+            where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+            log(logger, logging.ERROR, "unexpected error while sending a push", error=type(error).__name__,
+                where=f"{os.path.basename(where.filename)}:{where.lineno}" if where else "-",
+                endpoint=endpoint_label(item.endpoint))
+            return Outcome(item.subscription_id, RETRY, detail=type(error).__name__)
+
+    async def _attempt(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
         try:
             cached = self._resolved.get((endpoint.host, endpoint.port))
             if cached is not None and cached[0] > time.monotonic():
@@ -313,11 +330,13 @@ class PushSender:
                 status, retry_after_header, reusable = await self._read_answer(conn)
             finally:
                 self._waiting.discard(conn)
+            kind = classify(status)
+            retry_after = parse_retry_after(retry_after_header) if kind == RETRY else None
         except (_Named, ProtocolError, OSError) as error:
             if conn is not None:
                 conn.close()
             return Outcome(item.subscription_id, RETRY, detail=_error_name(error))
-        except BaseException:
+        except BaseException:  # anything else: the connection is not trusted again (see _send_one)
             if conn is not None:
                 conn.close()
             raise
@@ -329,8 +348,6 @@ class PushSender:
                 conn.close()
         else:
             conn.close()
-        kind = classify(status)
-        retry_after = parse_retry_after(retry_after_header) if kind == RETRY else None
         return Outcome(item.subscription_id, kind, status, retry_after)
 
     # -- connections -----------------------------------------------------------------------
@@ -421,9 +438,10 @@ class PushSender:
                 await self._skip_until_close(conn)
                 reusable = False
         elif length is not None:
-            if not length.isdigit():
+            if not _ascii_digits(length):
                 raise ProtocolError("bad Content-Length")
-            size = int(length)
+            digits = length.lstrip("0") or "0"
+            size = int(digits) if len(digits) <= _MAX_LENGTH_DIGITS else MAX_ANSWER_BODY + 1
             if size > MAX_ANSWER_BODY:
                 await self._fill(conn, MAX_ANSWER_BODY, eof_ok=True)
                 reusable = False
@@ -455,7 +473,7 @@ class PushSender:
         del buffer[: end + 4]
         lines = head.split("\r\n")
         parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not parts[1].isdigit():
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not _ascii_digits(parts[1]):
             raise ProtocolError("not an HTTP/1.x status line")
         if len(lines) - 1 > MAX_ANSWER_HEADERS:
             raise ProtocolError("too many answer headers")
@@ -521,6 +539,11 @@ class PushSender:
                 raise ProtocolError("chunk line too long")
             if not await conn.more():
                 raise ProtocolError("connection closed inside a chunked body")
+
+
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: heads are decoded as latin-1, and "²".isdigit() is true although int("²") fails."""
+    return text.isascii() and text.isdigit()
 
 
 def _error_name(error: BaseException) -> str:

@@ -6,6 +6,7 @@ as `{}`; `user` is null for changes made by cron or occ; extra keys are ignored.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -19,16 +20,23 @@ DAV_EVENTS = "OCA\\DAV\\Events\\"
 BRIDGE_EVENT = "OCA\\DavPushBridge\\Events\\DavCollectionChangedEvent"
 
 
+# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and int() accepts "٣";
+# at most 30 digits, well within int()'s 4300-digit limit and far beyond any database id or token.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,30}")
+
+
 class IntLike(fields.Field):
-    """An integer sent as a JSON number or a string of digits."""
+    """An integer sent as a JSON number or a string of ASCII digits (optionally with a leading minus)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
             raise ValidationError("must be an integer")
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value.strip())
+        if isinstance(value, str):
+            text = value.strip()
+            if _INTEGER_TEXT.fullmatch(text):
+                return int(text)
         raise ValidationError("must be an integer")
 
 
@@ -111,8 +119,16 @@ def _token(number: int | None, behind: bool = False) -> str | None:
     return f"{SABRE_SYNC_PREFIX}{number + 1 if behind else number}"
 
 
+def _owner(principal: str | None) -> str | None:
+    """The user id of a user principal; None for anything else, including text urlsplit() refuses."""
+    try:
+        return paths.uid_of_principal(principal)
+    except ValueError:  # e.g. "//[x/principals/users/a": Invalid IPv6 URL
+        return None
+
+
 def _calendar_change(data: dict, behind: bool) -> CollectionChange:
-    owner = paths.uid_of_principal(data["principaluri"])
+    owner = _owner(data["principaluri"])
     if owner is None:
         raise ValidationError({"principaluri": ["is not a user principal"]})
     return CollectionChange(paths.calendar_key(owner, data["uri"]), sync_token=_token(data["sync_token"], behind))
@@ -167,7 +183,7 @@ def _bridge_changes(event: dict) -> list[CollectionChange]:
     key_of = paths.addressbook_key if address_book else paths.calendar_key
 
     def key(owner_principal: str | None, uri: str | None, field: str) -> str:
-        owner = paths.uid_of_principal(owner_principal)
+        owner = _owner(owner_principal)
         if owner is None or not uri:
             raise ValidationError({field: ["is required to locate the collection"]})
         return key_of(owner, uri)

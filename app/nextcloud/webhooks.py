@@ -50,6 +50,8 @@ def receive():
         return _error(413, f"webhook body larger than {MAX_BODY} bytes")
     try:
         envelope = schemas.EnvelopeSchema().load(json.loads(body))
+    except RecursionError:  # json.loads on a few hundred kB of "[[[[…"
+        return _error(400, "body is not JSON we accept: nested too deeply")
     except (ValueError, TypeError) as error:
         return _error(400, f"body is not JSON: {error}")
     except ValidationError as error:
