@@ -1,8 +1,6 @@
 """Operations endpoints: /push/healthz, /push/metrics and the rq-dashboard at /push/rq/."""
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import time
 from urllib.parse import urlsplit
@@ -14,6 +12,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from . import checks, metrics_names
+from .http_auth import basic_credentials
 
 DASHBOARD_PREFIX = "/push/rq"
 ADMIN_USER = "admin"
@@ -21,13 +20,10 @@ blueprint = Blueprint("admin", __name__, url_prefix="/push")
 
 
 def _admin_ok(settings) -> bool:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic" or not settings.admin_password:
+    credentials = basic_credentials(request.headers.get("Authorization"))
+    if credentials is None or not settings.admin_password:
         return False
-    try:
-        user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
+    user, password = credentials
     user_ok = hmac.compare_digest(user.encode(), ADMIN_USER.encode())
     password_ok = hmac.compare_digest(password.encode(), settings.admin_password.encode())
     return user_ok and password_ok

@@ -28,17 +28,27 @@ import redis
 from .protocol.subscription import Change, Subscription, sync_token_number
 
 _UPSERT = """
--- KEYS: dedupe, expiry, topic, new record ; ARGV: dedupe field, new id, record prefix, expires, then field/value pairs
+-- KEYS: dedupe, expiry, topic, new record
+-- ARGV: dedupe field, new id, record prefix, expires, now, topic key prefix, then field/value pairs
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 local record = KEYS[4]
 local created = 1
 local id = ARGV[2]
 if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
-  record = ARGV[3] .. existing
-  id = existing
-  created = 0
+  local old = ARGV[3] .. existing
+  if tonumber(redis.call('HGET', old, 'expires') or '0') > tonumber(ARGV[5]) then
+    record = old
+    id = existing
+    created = 0
+  else
+    -- expired but not purged yet: it is gone for the client, so this is a new registration
+    local old_topic = redis.call('HGET', old, 'topic')
+    redis.call('DEL', old)
+    redis.call('ZREM', KEYS[2], existing)
+    if old_topic then redis.call('ZREM', ARGV[6] .. old_topic, existing) end
+  end
 end
-for i = 5, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local name = ARGV[i]
   if created == 1 or (name ~= 'id' and name ~= 'created' and name ~= 'location' and name ~= 'last_success') then
     redis.call('HSET', record, name, ARGV[i + 1])
@@ -156,12 +166,13 @@ class Store:
         return hashlib.sha256(f"{user}\x00{collection}\x00{push_resource}".encode()).hexdigest()[:32]
 
     # -- subscriptions ----------------------------------------------------------
-    def upsert(self, subscription: Subscription) -> tuple[str, bool, str]:
-        """Create, or update the keys, triggers and expiry of, the registration of
+    def upsert(self, subscription: Subscription, now: float | None = None) -> tuple[str, bool, str]:
+        """Create, or update the keys, triggers and expiry of, the live registration of
         (user, collection, push-resource). Returns (id, created, location)."""
+        now = time.time() if now is None else now
         dk = self.dedupe_field(subscription.user, subscription.collection, subscription.push_resource)
         fields = dict(subscription.to_fields(), dk=dk)
-        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires]
+        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires, now, f"{self.p}topic:"]
         for name, value in fields.items():
             args.extend((name, value))
         keys = [self._dedupe, self._expiry, self._topic(subscription.topic), self._sub(subscription.id)]
@@ -213,10 +224,11 @@ class Store:
             self._set_if_exists(keys=[self._sub(i) for i in ids], args=["last_success", when or int(time.time())])
 
     def drop_topic(self, topic: str) -> int:
+        """Forget a deleted collection: its subscriptions and its delivered sync-token."""
         ids = [_text(i) for i in self.redis.zrange(self._topic(topic), 0, -1)]
         for sub_id in ids:
             self.delete(sub_id)
-        self.redis.delete(self._topic(topic))
+        self.redis.delete(self._topic(topic), f"{self.p}delivered:{topic}")
         return len(ids)
 
     def purge_expired(self, now: float | None = None, batch: int = 1000) -> int:
@@ -292,6 +304,10 @@ class Store:
     def pending_exists(self, topic: str) -> bool:
         return bool(self.redis.exists(f"{self.p}pending:{topic}"))
 
+    def any_pending(self) -> bool:
+        """Whether any topic has a change waiting (a SCAN: for checks and tests, not hot paths)."""
+        return next(self.redis.scan_iter(match=f"{self.p}pending:*", count=1000), None) is not None
+
     def restore_pending(self, change: Change) -> None:
         """Put a taken change back (its delivery could not start)."""
         self.merge_pending(change)
@@ -316,6 +332,12 @@ class Store:
     # -- shared counters ---------------------------------------------------------
     def count(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(f"{self.p}metrics", name, amount)
+
+    def count_many(self, tallies: dict[str, int]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for name, amount in tallies.items():
+            pipe.hincrby(f"{self.p}metrics", name, amount)
+        pipe.execute()
 
     def counters(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(f"{self.p}metrics").items()}

@@ -1,4 +1,5 @@
 """End to end: registration as DAVx5 does it, a change, a worker, the push a phone receives."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -134,7 +135,7 @@ def wait_until_quiet(services, seconds: float = 10):
     deadline = time.time() + seconds
     while time.time() < deadline:
         busy = (services.queue.count or ScheduledJobRegistry(queue=services.queue).count
-                or StartedJobRegistry(queue=services.queue).count or services.redis.keys(f"{services.store.p}pending:*"))
+                or StartedJobRegistry(queue=services.queue).count or services.store.any_pending())
         if not busy:
             return
         time.sleep(0.1)
@@ -166,9 +167,7 @@ def test_expired_subscriptions_get_nothing(gateway, receiver, run_worker):
     subscribe(gateway, receiver, "/calendars/alice/work/")
     store = gateway.services.store
     [subscription] = list(store.iter_subscriptions())
-    store.redis.hset(f"{store.p}sub:{subscription.id}", "expires", int(time.time()) - 1)
-    store.redis.zadd(f"{store.p}topic:{subscription.topic}", {subscription.id: int(time.time()) - 1})
-    store.redis.zadd(f"{store.p}expiry", {subscription.id: int(time.time()) - 1})
+    store.upsert(dataclasses.replace(subscription, expires=int(time.time()) - 1))  # a renewal into the past
     assert webhook(gateway, object_event())["outcomes"] == ["no-subscribers"]
     run_worker(gateway.services)
     assert receiver.pushes == []

@@ -91,6 +91,13 @@ def test_requests_without_push_props_pass_through_byte_for_byte(gateway, nextclo
     assert nextcloud.requests_for("PROPFIND")[0].body == body
 
 
+def test_unreadable_propfind_bodies_are_left_to_upstream(gateway, nextcloud):
+    body = b'<?xml version="1.0" encoding="x-unknown"?><d:propfind xmlns:d="DAV:"><d:prop/></d:propfind>'
+    response = propfind(gateway.dav("/calendars/alice/"), body, ALICE)
+    assert response.status_code < 500
+    assert nextcloud.requests_for("PROPFIND")[0].body == body
+
+
 def test_allprop_never_gets_push_props(gateway):
     for body in (b'<d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>', b""):
         response = propfind(gateway.dav("/calendars/alice/"), body, ALICE)

@@ -112,6 +112,48 @@ def test_move_between_calendars_notifies_both(gateway, nextcloud, receiver, run_
     assert sorted(p.path for p in receiver.pushes) == ["/up/personal", "/up/work"]
 
 
+def test_copy_into_a_calendar_notifies_only_the_destination(gateway, nextcloud, receiver, run_worker):
+    nextcloud.add_object("alice", "personal", "c.ics")
+    subscribe(gateway, receiver, WORK, name="work")
+    subscribe(gateway, receiver, "/calendars/alice/personal/", name="personal")
+    response = requests.request("COPY", gateway.dav("/calendars/alice/personal/c.ics"), auth=ALICE,
+                                headers={"Destination": gateway.dav(WORK + "c.ics")})
+    assert response.status_code == 201
+    settle(gateway, run_worker, receiver, 1)
+    assert [p.path for p in receiver.pushes] == ["/up/work"]
+
+
+def test_post_on_a_member_is_a_content_update_of_its_calendar(gateway, nextcloud, receiver, run_worker):
+    nextcloud.add_object("alice", "work", "a.ics")
+    keys, _ = subscribe(gateway, receiver, WORK, name="work")
+    response = requests.post(gateway.dav(WORK + "a.ics?action=attachment-add"), data=b"attachment bytes", auth=ALICE,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200
+    settle(gateway, run_worker, receiver, 1)
+    [push] = receiver.pushes
+    assert message(push, keys)["content"] is True
+
+
+@pytest.mark.parametrize("method, path, destination, expected", [
+    ("PUT", "/c/cal/e.ics", None, [("/c/cal/", "1", False, False)]),
+    ("MKCALENDAR", "/c/new/", None, [("/c/", "1", False, False)]),
+    ("MKCOL", "/c/new", None, [("/c/", "1", False, False)]),
+    ("DELETE", "/c/cal/", None, [("/c/cal/", "0", False, True), ("/c/", "1", False, False)]),
+    ("COPY", "/c/a/e.ics", "/c/b/e.ics", [("/c/b/", "1", False, False)]),
+    ("MOVE", "/c/a/e.ics", "/c/b/e.ics", [("/c/a/e.ics", "0", False, True), ("/c/a/", "1", False, False), ("/c/b/", "1", False, False)]),
+    ("PROPPATCH", "/c/cal/", None, [("/c/cal/", None, True, False)]),
+    ("PROPPATCH", "/c/cal/e.ics", None, [("/c/cal/e.ics", None, True, False), ("/c/cal/", "1", False, False)]),
+    ("POST", "/c/cal/", None, [("/c/cal/", "1", False, False)]),
+    ("POST", "/c/cal/e.ics", None, [("/c/cal/e.ics", "1", False, False), ("/c/cal/", "1", False, False)]),
+    ("GET", "/c/cal/e.ics", None, []),
+])
+def test_which_collections_a_write_changes(method, path, destination, expected):
+    from app.gateway.writes import affected
+
+    changes = affected(method, path, destination)
+    assert [(c.path, c.content_depth, c.property_update, c.collection_deleted) for c in changes] == expected
+
+
 def test_failed_write_pushes_nothing(gateway, receiver, run_worker):
     subscribe(gateway, receiver, "/addressbooks/users/alice/contacts/", name="alice")
     response = requests.put(gateway.dav("/addressbooks/users/bob/contacts_shared_by_alice/x.vcf"), data=vcard("x"), auth=BOB)

@@ -56,12 +56,26 @@ def test_healthz_fails_when_upstream_is_down(make_services):
     assert response.status_code == 503 and not response.json["checks"]["upstream"]["ok"]
 
 
-@pytest.mark.parametrize("headers", [{}, basic("admin", "wrong-password!!"), basic("root", ADMIN_PASSWORD), {"Authorization": "Bearer x"}])
+@pytest.mark.parametrize("headers", [
+    {}, basic("admin", "wrong-password!!"), basic("root", ADMIN_PASSWORD), {"Authorization": "Bearer x"},
+    {"Authorization": "Basic \u00e9t\u00e9=="}, {"Authorization": "Basic !!!"}, {"Authorization": "Basic /w=="},
+])
 def test_metrics_and_dashboard_need_the_admin_login(client, headers):
     http, _ = client
     for path in ("/push/metrics", "/push/rq/"):
         response = http.get(path, headers=headers)
         assert response.status_code == 401 and "Basic" in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Basic " + base64.b64encode("jos\u00e9:p\u00e4ss:word".encode()).decode(), ("jos\u00e9", "p\u00e4ss:word")),
+    ("basic " + base64.b64encode(b"alice:").decode(), ("alice", "")),
+    ("Basic \u00e9t\u00e9==", None), ("Basic /w==", None), ("Bearer abc", None), ("", None), (None, None),
+])
+def test_basic_credentials_never_fail_on_odd_input(value, expected):
+    from app.http_auth import basic_credentials
+
+    assert basic_credentials(value) == expected
 
 
 def test_admin_pages_are_off_without_a_password(nextcloud, make_services):
@@ -141,6 +155,9 @@ def run_cli(args, env):
 def test_check_passes_and_fails_with_clear_lines(nextcloud, make_env, redis_client):
     from app.store import Store
 
+    before_worker = run_cli(["check"], cli_env(make_env, nextcloud.url))  # the README runs it before starting
+    assert before_worker.returncode == 0, before_worker.stdout
+    assert "warn workers: no worker heartbeat" in before_worker.stdout
     Store(redis_client).heartbeat("w1")
     ok = run_cli(["check"], cli_env(make_env, nextcloud.url))
     assert ok.returncode == 0, ok.stdout

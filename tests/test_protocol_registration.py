@@ -171,3 +171,22 @@ def test_malformed_xml_is_an_xml_error(document):
 def test_deep_nesting_refused():
     with pytest.raises(xmlsafe.XmlError, match="nested"):
         xmlsafe.parse(b"<a>" * 100 + b"</a>" * 100, max_bytes=65536)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le"])
+def test_root_tag_refuses_a_dtd_in_any_encoding(encoding):
+    declaration = "" if encoding == "utf-16-le" else f'<?xml version="1.0" encoding="{encoding}"?>'
+    document = (declaration + '<!DOCTYPE x [<!ENTITY a "b">]><x:push-register xmlns:x="urn:y">&a;</x:push-register>')
+    with pytest.raises(xmlsafe.XmlError, match="DTD"):
+        xmlsafe.root_tag(document.encode(encoding))
+
+
+@pytest.mark.parametrize("read", [xmlsafe.root_tag, lambda data: xmlsafe.parse(data, max_bytes=65536)])
+def test_unknown_encoding_is_an_xml_error(read):
+    with pytest.raises(xmlsafe.XmlError, match="encoding"):
+        read(b'<?xml version="1.0" encoding="x-unknown"?><a/>')
+
+
+def test_root_tag_of_a_truncated_document():
+    document = '<?xml version="1.0" encoding="utf-16"?><P:push-register xmlns:P="https://bitfire.at/webdav-push"><P:sub'
+    assert xmlsafe.root_tag(document.encode("utf-16")) == "{https://bitfire.at/webdav-push}push-register"

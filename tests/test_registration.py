@@ -171,7 +171,10 @@ def test_no_supported_trigger(gateway, receiver, keys):
     assert precondition(response) == ["no-supported-trigger", "no-trigger-supported"]
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"<push-register", b"\xff\xfe garbage"])
+@pytest.mark.parametrize("body", [
+    b"", b"   ", b"<push-register", b"\xff\xfe garbage",
+    b'<?xml version="1.0" encoding="x-unknown"?><push-register xmlns="https://bitfire.at/webdav-push"/>',
+])
 def test_empty_or_malformed_xml_is_400(gateway, body):
     response = register(gateway, WORK, body)
     assert response.status_code == 400 and ET.fromstring(response.content).tag == "{DAV:}error"
@@ -183,9 +186,13 @@ def test_oversized_registration_is_413(gateway, receiver, keys):
     assert stored(gateway) == []
 
 
-def test_dtd_is_refused(gateway):
-    body = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><push-register xmlns="https://bitfire.at/webdav-push">&a;</push-register>'
-    assert register(gateway, WORK, body).status_code == 400
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_dtd_is_refused(gateway, encoding):
+    text = (f'<?xml version="1.0" encoding="{encoding}"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+            '<push-register xmlns="https://bitfire.at/webdav-push">&a;</push-register>')
+    response = register(gateway, WORK, text.encode(encoding))
+    assert response.status_code == 400 and b"DTD" in response.content
+    assert stored(gateway) == []
 
 
 def test_upstream_down_is_502(start_gateway, receiver, keys):
@@ -211,8 +218,45 @@ def test_delete_only_by_the_user_who_registered(gateway, receiver, keys):
     assert requests.delete(url, auth=ALICE).status_code == 404
 
 
-def test_delete_unknown_is_404(gateway):
+def test_access_checks_tell_upstream_who_the_client_is(gateway, nextcloud, receiver, keys):
+    """Nextcloud throttles failed logins by client address: it must not see only davpush's."""
+    body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth)
+    requests.post(gateway.dav(WORK), data=body, auth=("alice", "wrong"),
+                  headers={"Content-Type": XML_UTF8, "X-Forwarded-For": "203.0.113.9"})
+    requests.delete(gateway.url + "/push/subscriptions/nope", auth=("alice", "wrong"), headers={"X-Forwarded-For": "203.0.113.9"})
+    lookups = nextcloud.requests_for("PROPFIND")
+    assert len(lookups) == 2
+    assert {r.header("X-Forwarded-For") for r in lookups} == {"203.0.113.9, 127.0.0.1"}
+
+
+def test_delete_unknown_is_404_and_unauthenticated_is_401_either_way(gateway):
     assert requests.delete(gateway.url + "/push/subscriptions/nope", auth=ALICE).status_code == 404
+    anonymous = requests.delete(gateway.url + "/push/subscriptions/nope")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_delete_of_an_expired_registration_is_404(gateway, receiver, keys):
+    import dataclasses
+    import time
+
+    location = register(gateway, WORK, bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth)).headers["Location"]
+    [subscription] = stored(gateway)
+    gateway.services.store.upsert(dataclasses.replace(subscription, expires=int(time.time()) - 1))
+    assert requests.delete(gateway.location_to_local(location), auth=ALICE).status_code == 404
+
+
+def test_registering_again_after_expiry_gets_a_new_location(gateway, receiver, keys):
+    import dataclasses
+    import time
+
+    body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth)
+    first = register(gateway, WORK, body)
+    [subscription] = stored(gateway)
+    gateway.services.store.upsert(dataclasses.replace(subscription, expires=int(time.time()) - 1))
+    again = register(gateway, WORK, body)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Location"] != first.headers["Location"]
+    assert len(stored(gateway)) == 1
 
 
 # -- other POSTs -----------------------------------------------------------------------------------

@@ -67,6 +67,17 @@ def test_expired_are_never_returned_and_purged(redis_client):
     assert len(redis_client.hkeys("dp:dedupe")) == 1
 
 
+def test_registering_again_after_expiry_is_a_new_registration(redis_client):
+    store = Store(redis_client)
+    store.upsert(make("old"))
+    store.upsert(make("old", expires=int(time.time()) - 5))  # renewed into the past: expired, not yet purged
+    assert store.get("old") is None
+    sub_id, created, location = store.upsert(make("fresh"))
+    assert (sub_id, created, location) == ("fresh", True, "https://pub/push/subscriptions/fresh")
+    assert [s.id for s in store.live_for_topic("T-calendars/alice/work")] == ["fresh"]
+    assert store.count_all() == 1 and store.purge_expired() == 0
+
+
 def test_delete_removes_every_index(redis_client):
     store = Store(redis_client)
     store.upsert(make("x"))

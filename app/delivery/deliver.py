@@ -51,7 +51,6 @@ class Deliverer:
         outcomes = self._send(batch, accepted_ms=change.accepted_ms, attempt=1)
         if change.collection_deleted:
             self.store.drop_topic(topic)
-            self.store.redis.delete(f"{self.store.p}delivered:{topic}")
         summary = dict(Counter(o.kind for o in outcomes))
         log(logger, logging.INFO, "topic delivered", topic=topic[:8], merged=change.merged, **summary)
         return {"topic": topic, "pushes": len(outcomes), "outcomes": summary, "merged": change.merged}
@@ -135,10 +134,7 @@ class Deliverer:
                 self._log(level, f"push not delivered ({outcome.kind})", subscription, outcome)
         self.store.record_success(succeeded, int(now))
         if tallies:
-            pipe = self.store.redis.pipeline(transaction=False)
-            for name, amount in tallies.items():
-                pipe.hincrby(f"{self.store.p}metrics", name, amount)
-            pipe.execute()
+            self.store.count_many(tallies)
         for (plaintext, delay), ids in retries.items():
             self.services.queue.enqueue_in(
                 timedelta(seconds=max(1, delay)),

@@ -39,6 +39,6 @@ def dav_entry(subpath: str = ""):
     except UpstreamUnavailable as error:
         return proxy.unavailable(error)
     if request.method in writes.WRITE_METHODS and 200 <= response.status_code < 300 and not registration.is_ours(response):
-        observed = writes.observation(request.method, proxy.raw_path(request.environ), request.headers)
+        observed = writes.observation(request.method, proxy.raw_path(request.environ), request.headers, proxy.forwarded_for())
         response.call_on_close(lambda: writes.run_safely(services, observed))
     return response

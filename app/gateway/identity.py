@@ -1,10 +1,9 @@
 """Who is calling: derived from upstream's answer to the caller's own credentials."""
 from __future__ import annotations
 
-import base64
-import binascii
 from urllib.parse import unquote, urlsplit
 
+from ..http_auth import basic_credentials
 from .upstream import CollectionFacts
 
 
@@ -17,11 +16,5 @@ def identity(facts: CollectionFacts, authorization: str | None) -> str | None:
         path = unquote(urlsplit(facts.current_user_principal).path).rstrip("/")
         if path:
             return path
-    scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return f"basic:{user}" if user else None
-    return None
+    credentials = basic_credentials(authorization)
+    return f"basic:{credentials[0]}" if credentials and credentials[0] else None

@@ -34,13 +34,20 @@ def forward_headers(extra: dict | None = None, drop: tuple = ()) -> dict[str, st
         if name.lower() in skip or name.lower().startswith("x-forwarded-"):
             continue
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    client = request.environ.get("REMOTE_ADDR", "")
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
-    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto") or request.scheme
-    headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host") or request.host
+    headers.update(forwarded_for())
     headers.update(extra or {})
     return headers
+
+
+def forwarded_for() -> dict[str, str]:
+    """X-Forwarded-For/Proto/Host of the current request, so upstream sees (and throttles) the real client."""
+    client = request.environ.get("REMOTE_ADDR", "")
+    prior = request.headers.get("X-Forwarded-For")
+    return {
+        "X-Forwarded-For": f"{prior}, {client}" if prior else client,
+        "X-Forwarded-Proto": request.headers.get("X-Forwarded-Proto") or request.scheme,
+        "X-Forwarded-Host": request.headers.get("X-Forwarded-Host") or request.host,
+    }
 
 
 def request_body(prefix: bytes = b"", consumed: int = 0) -> StreamBody | None:

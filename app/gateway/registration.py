@@ -57,7 +57,7 @@ def register(services, body: bytes) -> Response:
         raise RegistrationError(400, f"not a valid push-register document: {error}") from None
 
     path = proxy.raw_path(request.environ)
-    facts = services.upstream.lookup(path, request.headers.get("Authorization"))
+    facts = services.upstream.lookup(path, request.headers.get("Authorization"), proxy.forwarded_for())
     refusal = access_refusal(facts, require_collection=True)
     if refusal is not None:
         return refusal
@@ -133,15 +133,14 @@ def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Respo
 
 
 def handle_delete(services, sub_id: str) -> Response:
-    subscription = services.store.get(sub_id)
-    if subscription is None:
-        return Response("no such subscription\n", 404, mimetype="text/plain")
+    # Credentials first, so that an unauthenticated caller cannot probe which ids exist.
     root = (services.settings.dav_prefix or "") + "/"
-    facts = services.upstream.lookup(root, request.headers.get("Authorization"))
+    facts = services.upstream.lookup(root, request.headers.get("Authorization"), proxy.forwarded_for())
     refusal = access_refusal(facts, require_collection=False)
     if refusal is not None and facts.status == 401:
         return refusal
-    if refusal is not None or identity(facts, request.headers.get("Authorization")) != subscription.user:
+    subscription = services.store.get(sub_id)
+    if subscription is None or refusal is not None or identity(facts, request.headers.get("Authorization")) != subscription.user:
         # Someone else's (or an unverifiable) registration: indistinguishable from unknown.
         return Response("no such subscription\n", 404, mimetype="text/plain")
     services.store.delete(sub_id)

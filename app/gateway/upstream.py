@@ -133,9 +133,11 @@ class Upstream:
         except requests.RequestException:
             raise UpstreamUnavailable(502, "the upstream DAV server is unreachable") from None
 
-    def lookup(self, raw_path: str, authorization: str | None) -> CollectionFacts:
-        """PROPFIND Depth 0 with the caller's own credentials: who they are and what this is."""
-        headers = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8", "Accept-Encoding": "identity"}
+    def lookup(self, raw_path: str, authorization: str | None, forwarded: dict | None = None) -> CollectionFacts:
+        """PROPFIND Depth 0 with the caller's own credentials: who they are and what this is.
+        `forwarded`: the caller's X-Forwarded-* headers, for upstream's logs and brute-force throttling."""
+        headers = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8", "Accept-Encoding": "identity",
+                   **(forwarded or {})}
         if authorization:
             headers["Authorization"] = authorization
         response = self.send("PROPFIND", raw_path, headers, _LOOKUP_BODY, stream=False)

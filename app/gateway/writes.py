@@ -50,10 +50,13 @@ def affected(method: str, path: str, destination: str | None) -> list[ObservedCh
         return deleted(path) + member_of(path) + (member_of(destination) if destination else [])
     if method == "COPY":
         return member_of(destination) if destination else []
+    # PROPPATCH and POST may target the collection itself or one of its members; a
+    # path without a trailing slash may be either, and only a collection has subscribers.
+    maybe_member_of = lambda p: [] if p.endswith("/") else member_of(p)  # noqa: E731
     if method == "PROPPATCH":
-        return [ObservedChange(path, content_depth=None, property_update=True)]
+        return [ObservedChange(path, content_depth=None, property_update=True)] + maybe_member_of(path)
     if method == "POST":
-        return [ObservedChange(path)]
+        return [ObservedChange(path)] + maybe_member_of(path)
     return []
 
 
@@ -63,17 +66,19 @@ class WriteObservation:
 
     changes: list[ObservedChange]
     authorization: str | None
+    forwarded: dict  # the writer's X-Forwarded-* headers, for the look-ups made on their behalf
     dont_notify: DontNotify
     accepted_ms: int
     request_id: str
 
 
-def observation(method: str, raw_path: str, headers) -> WriteObservation:
+def observation(method: str, raw_path: str, headers, forwarded: dict) -> WriteObservation:
     destination = headers.get("Destination")
     destination_path = urlsplit(destination).path if destination else None
     return WriteObservation(
         changes=affected(method, raw_path, destination_path),
         authorization=headers.get("Authorization"),
+        forwarded=forwarded,
         dont_notify=parse_dont_notify(headers.getlist("Push-Dont-Notify")),
         accepted_ms=int(time.time() * 1000),
         request_id=request_id.get(),
@@ -96,7 +101,7 @@ def process(services, observed: WriteObservation) -> None:
         if item.collection_deleted:
             if user_of_root is None:
                 root = (services.settings.dav_prefix or "") + "/"
-                user_of_root = identity(services.upstream.lookup(root, observed.authorization), observed.authorization) or ""
+                user_of_root = identity(services.upstream.lookup(root, observed.authorization, observed.forwarded), observed.authorization) or ""
             user = user_of_root or None
             if services.resolver.is_shared_view(item.path):
                 # A sharee removed the share from their account: the owner's collection lives on.
@@ -105,7 +110,7 @@ def process(services, observed: WriteObservation) -> None:
                         services.store.delete(subscription.id)
                 continue
         else:
-            facts = services.upstream.lookup(item.path, observed.authorization)
+            facts = services.upstream.lookup(item.path, observed.authorization, observed.forwarded)
             if facts.status == 207:
                 token = facts.sync_token
                 user = identity(facts, observed.authorization)

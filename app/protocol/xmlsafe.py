@@ -4,6 +4,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
 from .names import PREFIXES
@@ -27,6 +28,8 @@ def parse(data: bytes, *, max_bytes: int, max_depth: int = 64, max_elements: int
         raise XmlError("DTDs and entity declarations are not allowed") from None
     except ET.ParseError as error:
         raise XmlError(f"malformed XML: {error}") from None
+    except (LookupError, ValueError) as error:  # e.g. an unknown encoding in the XML declaration
+        raise XmlError(f"unreadable XML: {error}") from None
     _check_shape(root, max_depth, max_elements)
     return root
 
@@ -44,23 +47,38 @@ def _check_shape(root: ET.Element, max_depth: int, max_elements: int) -> None:
         stack.extend((child, depth + 1) for child in element)
 
 
+class _RootFound(Exception):
+    def __init__(self, tag: str):
+        self.tag = tag
+
+
+class _FirstStartTag:
+    """Parser target that stops at the root element's start tag."""
+
+    def start(self, tag, attrib):
+        raise _RootFound(tag)
+
+
 def root_tag(data: bytes) -> str:
     """The qualified tag of the root element of a possibly truncated document.
 
-    Only the prolog and the first start tag are parsed, so a truncated prefix of a
-    large body is enough. Raises XmlError when no root start tag can be read.
+    Only the prolog and the first start tag are parsed (by defusedxml, so a DTD in
+    any encoding is refused), so a truncated prefix of a large body is enough.
+    Raises XmlError when no root start tag can be read.
     """
     if not data.strip():
         raise XmlError("the request body is empty")
-    if b"<!DOCTYPE" in data.upper():
-        raise XmlError("DTDs are not allowed")
-    parser = ET.XMLPullParser(events=("start",))
+    parser = DefusedXMLParser(target=_FirstStartTag(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
     try:
         parser.feed(data)
-        for _event, element in parser.read_events():
-            return element.tag
+    except _RootFound as found:
+        return found.tag
+    except DefusedXmlException:
+        raise XmlError("DTDs and entity declarations are not allowed") from None
     except ET.ParseError as error:
         raise XmlError(f"malformed XML: {error}") from None
+    except (LookupError, ValueError) as error:
+        raise XmlError(f"unreadable XML: {error}") from None
     raise XmlError("malformed XML: no root element")
 
 

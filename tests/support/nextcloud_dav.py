@@ -678,7 +678,7 @@ def _parse_xml(body: bytes):
         return None
     try:
         return ET.fromstring(body)
-    except ET.ParseError as err:
+    except (ET.ParseError, LookupError) as err:  # LookupError: an unknown encoding
         raise DavError(400, "BadRequest", f"The request body is not valid XML: {err}") from None
 
 
