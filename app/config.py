@@ -153,6 +153,11 @@ def _vapid_subject(env: Mapping[str, str]) -> str:
     value = _required(env, "VAPID_SUBJECT", "contact for push services, mailto:admin@example.com or an https: URL")
     if not (value.startswith("mailto:") and "@" in value) and not value.startswith("https://"):
         raise ConfigError(f"VAPID_SUBJECT={value!r} must be a mailto: address or an https: URL")
+    from .delivery.vapid import subject_accepted
+
+    if not subject_accepted(value):
+        raise ConfigError(f"VAPID_SUBJECT={value!r} cannot be signed: use mailto:you@example.com "
+                          "or a bare https://host (no path, port or trailing slash)")
     return value
 
 

@@ -33,6 +33,8 @@ def test_per_origin_overrides_merge_over_the_large_services(make_env):
         ({"SECRET_KEY": "x"}, "SECRET_KEY"),
         ({"VAPID_PRIVATE_KEY_FILE": "/nonexistent/key.pem"}, "VAPID_PRIVATE_KEY_FILE"),
         ({"VAPID_SUBJECT": "admin@example.com"}, "VAPID_SUBJECT"),
+        ({"VAPID_SUBJECT": "https://ops.example.org/contact"}, "VAPID_SUBJECT='https://ops.example.org/contact' cannot be signed"),
+        ({"VAPID_SUBJECT": "https://ops.example.org:8443"}, "VAPID_SUBJECT"),
         ({"PUSH_ALLOW_HTTP": "maybe"}, "PUSH_ALLOW_HTTP"),
         ({"PUSH_ALLOWED_NETWORKS": "10.0.0.0/8,lan"}, "PUSH_ALLOWED_NETWORKS"),
         ({"SUBSCRIPTION_MAX_DAYS": "2"}, "SUBSCRIPTION_MAX_DAYS"),

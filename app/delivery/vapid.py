@@ -7,7 +7,7 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02
+from py_vapid import Vapid02, VapidException
 
 from ..protocol.keys import b64url_encode
 
@@ -48,6 +48,15 @@ def generate_key_file(path: str) -> Vapid02:
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     return Vapid02(private_key=key)
+
+
+def subject_accepted(subject: str) -> bool:
+    """Whether the signer accepts this `sub` claim (py_vapid allows mailto: and a bare https://host)."""
+    try:
+        Vapid02(private_key=ec.generate_private_key(ec.SECP256R1())).sign({"aud": "https://push.example", "sub": subject})
+    except VapidException:
+        return False
+    return True
 
 
 def public_key_b64(vapid: Vapid02) -> str:
