@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import load_settings
 from .logs import endpoint_label
+from .nextcloud import paths as nextcloud_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def _init(args) -> int:
     env_file.write_text(
         "# davpush settings for this machine (see README: Configuration)\n"
         f"UPSTREAM_URL={args.upstream_url}\n"
-        "DAV_PREFIX=/remote.php/dav\n"
+        f"DAV_PREFIX={nextcloud_paths.DAV_PREFIX}\n"
         f"PUBLIC_URL={args.public_url}\n"
         f"WEBHOOK_SECRET={secrets.token_urlsafe(32)}\n"
         f"SECRET_KEY={secrets.token_urlsafe(48)}\n"

@@ -12,6 +12,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from .delivery.ssrf import BlockedEndpoint, check_shape
+from .nextcloud import paths as nextcloud_paths
 
 # Push services built for heavy fan-in from one sender get more requests in flight
 # than PUSH_PER_ORIGIN_CONCURRENCY; small self-hosted ones keep the low default.
@@ -35,7 +36,7 @@ class Settings:
     vapid_private_key_file: str
     vapid_subject: str
     secret_key: str
-    dav_prefix: str = "/remote.php/dav"
+    dav_prefix: str = nextcloud_paths.DAV_PREFIX
     upstream_flavor: str = "nextcloud"
     upstream_timeout: float = 300.0
     upstream_verify_tls: bool = True
@@ -179,7 +180,7 @@ def _vapid_file(env: Mapping[str, str]) -> str:
 
 
 def _dav_prefix(env: Mapping[str, str]) -> str:
-    raw = env.get("DAV_PREFIX", "/remote.php/dav").strip()
+    raw = env.get("DAV_PREFIX", nextcloud_paths.DAV_PREFIX).strip()
     prefix = "/" + raw.strip("/") if raw.strip("/") else ""
     if "?" in prefix or "#" in prefix or "//" in prefix:
         raise ConfigError(f"DAV_PREFIX={raw!r} must be a plain path such as /remote.php/dav")

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .paths import WEBHOOKS_OCS_PATH
 from .schemas import BRIDGE_EVENT, MOVED_EVENT, STOCK_EVENT_CLASSES
 
-API_PATH = "/ocs/v2.php/apps/webhook_listeners/api/v1/webhooks"
+API_PATH = WEBHOOKS_OCS_PATH
 RECEIVER_PATH = "/push/webhooks/nextcloud"
 
 CALENDAR_OBJECT_EVENTS = STOCK_EVENT_CLASSES

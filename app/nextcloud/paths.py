@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+DAV_PREFIX = "/remote.php/dav"  # where Nextcloud serves CalDAV/CardDAV
+WEBHOOKS_OCS_PATH = "/ocs/v2.php/apps/webhook_listeners/api/v1/webhooks"  # webhook_listeners' OCS API
 SHARED_BY = "_shared_by_"
 USER_PRINCIPAL = ("principals", "users")
 
