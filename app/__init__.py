@@ -23,6 +23,8 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
+    app.url_map.merge_slashes = False  # a DAV path with "//" goes upstream as it is, not redirected
+    app.url_map.converters["anypath"] = gateway.AnyPath
     services = services or build_services(settings)
     app.extensions["davpush"] = services
     app.register_blueprint(push_api.blueprint)

@@ -150,4 +150,7 @@ def _same_origin() -> bool:
     """Basic auth is replayed by browsers on cross-site requests, so state changes
     must come from the dashboard's own pages."""
     source = request.headers.get("Origin") or request.headers.get("Referer")
-    return bool(source) and urlsplit(source).netloc == request.host
+    try:
+        return bool(source) and urlsplit(source).netloc == request.host
+    except ValueError:  # not a URL at all
+        return False

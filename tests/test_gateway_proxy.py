@@ -77,6 +77,13 @@ def test_hop_by_hop_headers_dropped_forwarded_headers_added(gateway, nextcloud):
     assert recorded.header("Host") == nextcloud.url.split("//")[1]
 
 
+def test_double_slashes_are_forwarded_not_redirected(gateway, nextcloud):
+    response = requests.request("PROPFIND", gateway.dav("//calendars/alice/"), auth=ALICE, headers={"Depth": "0"},
+                                allow_redirects=False)
+    assert response.status_code != 308
+    assert nextcloud.requests_for("PROPFIND")[-1].path.endswith("/dav//calendars/alice/")
+
+
 def test_percent_encoding_and_query_are_kept(gateway, nextcloud):
     requests.get(gateway.dav("/calendars/alice/work/a%20b%2Fc.ics?x=1&y=%2F"), auth=ALICE)
     assert nextcloud.requests_for("GET")[-1].path == "/remote.php/dav/calendars/alice/work/a%20b%2Fc.ics?x=1&y=%2F"

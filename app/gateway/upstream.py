@@ -49,6 +49,22 @@ class UpstreamUnavailable(Exception):
         self.status = status
 
 
+class UnreadableRequestBody(Exception):
+    """The client's body could not be read (broken chunked encoding, client gone): a 400, not upstream's fault."""
+
+    status = 400
+
+    def __init__(self):
+        super().__init__("the request body could not be read (malformed chunked encoding or an interrupted upload)")
+
+
+def read_client(stream, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except OSError:
+        raise UnreadableRequestBody() from None
+
+
 def end_to_end(headers) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones, including those named in Connection."""
     headers = list(headers)
@@ -75,7 +91,7 @@ class StreamBody:
         if self._prefix:
             data, self._prefix = self._prefix[:size], self._prefix[size:]
             return data
-        return self._stream.read(size) if self._stream is not None else b""
+        return read_client(self._stream, size) if self._stream is not None else b""
 
     def __iter__(self):
         while True:

@@ -73,8 +73,10 @@ class WriteObservation:
 
 
 def observation(method: str, raw_path: str, headers, forwarded: dict) -> WriteObservation:
-    destination = headers.get("Destination")
-    destination_path = urlsplit(destination).path if destination else None
+    try:
+        destination_path = urlsplit(headers.get("Destination") or "").path or None
+    except ValueError:  # unparsable: upstream accepted the write anyway, so only the source is known
+        destination_path = None
     return WriteObservation(
         changes=affected(method, raw_path, destination_path),
         authorization=headers.get("Authorization"),

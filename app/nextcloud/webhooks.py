@@ -45,11 +45,18 @@ def receive():
     if not _authorized(services.settings.webhook_secret):
         services.store.count(counter("webhook_events", event="-", outcome="unauthorized"))
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": 'Bearer realm="davpush"'})
-    body = request.stream.read(MAX_BODY + 1)
+    try:
+        body = request.stream.read(MAX_BODY + 1)
+    except OSError:  # e.g. malformed chunked encoding
+        return _error(400, "the request body could not be read")
     if len(body) > MAX_BODY:
         return _error(413, f"webhook body larger than {MAX_BODY} bytes")
     try:
-        envelope = schemas.EnvelopeSchema().load(json.loads(body))
+        document = json.loads(body)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogate escapes ("\ud800") fail here
+        envelope = schemas.EnvelopeSchema().load(document)
+    except UnicodeEncodeError:
+        return _error(400, "body is not JSON we accept: it contains a lone surrogate escape (not Unicode text)")
     except RecursionError:  # json.loads on a few hundred kB of "[[[[…"
         return _error(400, "body is not JSON we accept: nested too deeply")
     except (ValueError, TypeError) as error:
@@ -70,14 +77,9 @@ def receive():
         services.store.count(counter("webhook_events", event=name, outcome="malformed"))
         return _error(400, f"malformed {name}: {error.messages}")
 
-    if not services.store.first_sighting("webhook:" + hashlib.sha256(body).hexdigest()):
-        services.store.count(counter("webhook_events", event=name, outcome="duplicate"))
-        return jsonify(status="duplicate"), 202
-
-    ingestor = ChangeIngestor(services)
-    outcomes = []
-    for item in collection_changes:
-        change = Change(
+    # Every change is built before anything is recorded, so a failure leaves nothing half-written.
+    changes = [
+        Change(
             topic=topic_for_collection(services.settings.secret_key, item.key),
             content_depth=item.content_depth,
             property_update=item.property_update,
@@ -85,7 +87,14 @@ def receive():
             sync_token=item.sync_token,
             accepted_ms=accepted_ms,
         )
-        outcomes.append(ingestor.submit(change))
+        for item in collection_changes
+    ]
+    if not services.store.first_sighting("webhook:" + hashlib.sha256(body).hexdigest()):
+        services.store.count(counter("webhook_events", event=name, outcome="duplicate"))
+        return jsonify(status="duplicate"), 202
+
+    ingestor = ChangeIngestor(services)
+    outcomes = [ingestor.submit(change) for change in changes]
     for outcome in outcomes:
         services.store.count(counter("webhook_events", event=name, outcome=outcome))
     log(logger, logging.INFO, "webhook accepted", event=name, outcomes=",".join(outcomes) or "none")

@@ -78,5 +78,8 @@ def _unquote(member: str) -> str | None:
 
 
 def _absolute_http_url(url: str) -> bool:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[": an invalid member, ignored
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
