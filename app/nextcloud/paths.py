@@ -26,10 +26,15 @@ def addressbook_key(owner_uid: str, uri: str) -> str:
 
 
 def uid_of_principal(principal: str | None) -> str | None:
-    """'principals/users/alice' or an href '/remote.php/dav/principals/users/alice/' → 'alice'."""
+    """'principals/users/alice' or an href '/remote.php/dav/principals/users/alice/' → 'alice';
+    None for anything else, including text urlsplit() refuses (e.g. "//[x/principals/users/a")."""
     if not principal:
         return None
-    segments = [unquote(s) for s in urlsplit(principal).path.split("/") if s]
+    try:
+        path = urlsplit(principal).path
+    except ValueError:
+        return None
+    segments = [unquote(s) for s in path.split("/") if s]
     for index in range(len(segments) - 2):
         if (segments[index], segments[index + 1]) == USER_PRINCIPAL:
             return segments[index + 2]

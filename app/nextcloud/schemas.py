@@ -119,16 +119,8 @@ def _token(number: int | None, behind: bool = False) -> str | None:
     return f"{SABRE_SYNC_PREFIX}{number + 1 if behind else number}"
 
 
-def _owner(principal: str | None) -> str | None:
-    """The user id of a user principal; None for anything else, including text urlsplit() refuses."""
-    try:
-        return paths.uid_of_principal(principal)
-    except ValueError:  # e.g. "//[x/principals/users/a": Invalid IPv6 URL
-        return None
-
-
 def _calendar_change(data: dict, behind: bool) -> CollectionChange:
-    owner = _owner(data["principaluri"])
+    owner = paths.uid_of_principal(data["principaluri"])
     if owner is None:
         raise ValidationError({"principaluri": ["is not a user principal"]})
     return CollectionChange(paths.calendar_key(owner, data["uri"]), sync_token=_token(data["sync_token"], behind))
@@ -183,7 +175,7 @@ def _bridge_changes(event: dict) -> list[CollectionChange]:
     key_of = paths.addressbook_key if address_book else paths.calendar_key
 
     def key(owner_principal: str | None, uri: str | None, field: str) -> str:
-        owner = _owner(owner_principal)
+        owner = paths.uid_of_principal(owner_principal)
         if owner is None or not uri:
             raise ValidationError({field: ["is required to locate the collection"]})
         return key_of(owner, uri)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
@@ -22,16 +23,23 @@ def parse(data: bytes, *, max_bytes: int, max_depth: int = 64, max_elements: int
         raise XmlError("the request body is empty")
     if len(data) > max_bytes:
         raise XmlError(f"the XML document is larger than {max_bytes} bytes")
-    try:
+    with _as_xml_error():
         root = _defused_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    _check_shape(root, max_depth, max_elements)
+    return root
+
+
+@contextmanager
+def _as_xml_error():
+    """Every way defusedxml and expat refuse a document, as one XmlError."""
+    try:
+        yield
     except DefusedXmlException:
         raise XmlError("DTDs and entity declarations are not allowed") from None
     except ET.ParseError as error:
         raise XmlError(f"malformed XML: {error}") from None
     except (LookupError, ValueError) as error:  # e.g. an unknown encoding in the XML declaration
         raise XmlError(f"unreadable XML: {error}") from None
-    _check_shape(root, max_depth, max_elements)
-    return root
 
 
 def _check_shape(root: ET.Element, max_depth: int, max_elements: int) -> None:
@@ -70,15 +78,10 @@ def root_tag(data: bytes) -> str:
         raise XmlError("the request body is empty")
     parser = DefusedXMLParser(target=_FirstStartTag(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
     try:
-        parser.feed(data)
+        with _as_xml_error():
+            parser.feed(data)
     except _RootFound as found:
         return found.tag
-    except DefusedXmlException:
-        raise XmlError("DTDs and entity declarations are not allowed") from None
-    except ET.ParseError as error:
-        raise XmlError(f"malformed XML: {error}") from None
-    except (LookupError, ValueError) as error:
-        raise XmlError(f"unreadable XML: {error}") from None
     raise XmlError("malformed XML: no root element")
 
 
