@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -25,12 +27,25 @@ class Services:
     queue: Queue
 
 
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+def redis_client(url: str, timeout: float | None) -> redis.Redis:
+    """A client whose commands fail after `timeout` seconds instead of hanging with Redis.
+
+    One immediate retry on a connection error replaces a pooled connection that died with a
+    Redis restart; timeouts are not retried, so a hung Redis costs one timeout, not several.
+    `timeout=None` is for RQ's worker connection, whose blocking dequeue RQ sizes itself.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout or 5,
+        socket_timeout=timeout,
+        health_check_interval=30,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
 
 
 def build_services(settings: Settings) -> Services:
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.redis_socket_timeout)
     return Services(
         settings=settings,
         redis=client,
