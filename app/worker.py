@@ -131,7 +131,7 @@ def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     name = jobs.process_name()
     # RQ raises this connection's socket timeout for its blocking dequeue; the short
     # REDIS_SOCKET_TIMEOUT of every other client must not end up on it.
-    connection = redis_client(services.settings.redis_url, None)
+    connection = redis_client(services.settings.redis_url, None, services.settings.redis_ssl_cert_reqs)
     queue = Queue(services.queue.name, connection=connection, serializer=JSONSerializer)
     level = services.settings.log_level
     if burst or max_jobs is not None:
