@@ -55,6 +55,8 @@ class Settings:
     push_read_timeout: float = 10.0
     push_max_attempts: int = 8
     push_straggler_seconds: float = 0.5
+    push_keepalive_seconds: float = 30.0
+    push_proxy: str = field(default="", repr=False)  # may hold credentials: never logged
     fanout_lease_seconds: int = 15
     redis_socket_timeout: float = 1.5
     purge_interval: int = 600
@@ -254,6 +256,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_read_timeout=_number(env, "PUSH_READ_TIMEOUT", 10.0, float, 0.1, 120),
         push_max_attempts=_number(env, "PUSH_MAX_ATTEMPTS", 8, int, 1, 20),
         push_straggler_seconds=_number(env, "PUSH_STRAGGLER_SECONDS", 0.5, float, 0.05, 60),
+        push_keepalive_seconds=_number(env, "PUSH_KEEPALIVE_SECONDS", 30.0, float, 1, 600),
+        push_proxy=_proxy(env),
         fanout_lease_seconds=_number(env, "FANOUT_LEASE_SECONDS", 15, int, 3, 600),
         redis_socket_timeout=_number(env, "REDIS_SOCKET_TIMEOUT", 1.5, float, 0.1, 60),
         purge_interval=_number(env, "PURGE_INTERVAL", 600, int, 10, 86400),
@@ -266,6 +270,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_ssl_cert_reqs=_choice(env, "REDIS_SSL_CERT_REQS", "required", ("required", "none")),
     )
     return settings
+
+
+def _proxy(env: Mapping[str, str]) -> str:
+    """PUSH_PROXY (or PUSH_PROXY_FILE): http(s)://[user:password@]host:port; errors never echo it."""
+    from .delivery.egress_proxy import ProxyURLError, parse_proxy_url
+
+    try:
+        value, source = value_or_file(env, "PUSH_PROXY")
+        parse_proxy_url(value)
+    except SourceError as error:
+        raise ConfigError(str(error)) from None
+    except ProxyURLError as error:
+        raise ConfigError(f"{source} {error}") from None
+    return value
 
 
 def _redis_url(env: Mapping[str, str]) -> str:

@@ -9,7 +9,9 @@ import threading
 
 from .config import load_settings
 from .delivery.deliver import Deliverer
+from .delivery.egress_proxy import parse_proxy_url
 from .delivery.sender import PushSender
+from .logs import log
 from .services import build_services
 
 logger = logging.getLogger("davpush.jobs")
@@ -36,7 +38,11 @@ class WorkerContext:
             allow_http=settings.push_allow_http,
             allowed_networks=settings.push_allowed_networks,
             straggler_after=settings.push_straggler_seconds,
+            proxy=settings.push_proxy,
+            keepalive_timeout=settings.push_keepalive_seconds,
         )
+        if settings.push_proxy:
+            log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=parse_proxy_url(settings.push_proxy).label)
         self.deliverer = Deliverer(services, self.sender, owner=process_name())
         self.pid = os.getpid()
 

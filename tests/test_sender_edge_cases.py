@@ -18,6 +18,7 @@ import ssl
 
 import pytest
 
+from app.delivery import guarded_dns
 from app.delivery import sender as sender_module
 from app.delivery.outcomes import BLOCKED, REJECTED, RETRY, SUCCESS
 from app.delivery.sender import PushRequest, PushSender
@@ -244,7 +245,7 @@ def test_a_host_name_that_does_not_resolve_is_retried_not_blocked(make_sender):
 
 def test_a_name_that_later_resolves_to_a_private_address_is_blocked_despite_an_open_connection(
         server, make_sender, monkeypatch):
-    monkeypatch.setattr(sender_module, "RESOLVE_TTL", 0.0)  # every push resolves the name again
+    monkeypatch.setattr(guarded_dns, "RESOLVE_TTL", 0.0)  # every push resolves the name again
     addresses = {"push.test": "127.0.0.1"}
     sender = make_sender(resolver=pinned_resolver(addresses))
     url = server.url("/x", host="push.test")

@@ -111,6 +111,12 @@ class RawHTTPServer:
     def url(self, path: str = "/push", host: str = "127.0.0.1", scheme: str = "http") -> str:
         return f"{scheme}://{host}:{self.port}{path}"
 
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not yet closed (by either side)."""
+        with self._lock:
+            return len(self._open)
+
     def script(self, path: str, answer: bytes | Handler) -> None:
         """How to answer every request to `path`: raw bytes (connection kept) or a handler."""
         self._scripts[path] = reply(answer) if isinstance(answer, bytes) else answer
