@@ -1,7 +1,7 @@
 """Shared plumbing for the davpush benchmarks (not a test module).
 
-Everything runs on this machine: Redis DB 12 (only that DB is ever written or
-flushed), a Node.js loopback receiver (bench/receiver.js, plain http on
+Everything runs on this machine: one Redis DB (BENCH_REDIS_URL, DB 12 unless set; only that DB is
+ever written or flushed), a Node.js loopback receiver (bench/receiver.js, plain http on
 127.0.0.1) and davpush processes started with a benchmark environment.
 """
 from __future__ import annotations
@@ -19,12 +19,14 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
 PYTHON = sys.executable
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+BENCH_DB = int(urlsplit(REDIS_URL).path.strip("/") or 0)
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
 SECRET_KEY = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 VAPID_SUBJECT = "mailto:bench@example.com"
@@ -75,15 +77,15 @@ def services_for(env: dict):
     from app.services import build_services
 
     services = build_services(settings_for(env))
-    assert services.redis.connection_pool.connection_kwargs.get("db") == 12, "benchmarks only ever use Redis DB 12"
+    assert services.redis.connection_pool.connection_kwargs.get("db") == BENCH_DB, f"benchmarks only ever use DB {BENCH_DB}"
     return services
 
 
-def clean_db12() -> None:
+def clean_bench_db() -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
-    assert client.connection_pool.connection_kwargs.get("db") == 12, "refusing to flush a DB other than 12"
+    assert client.connection_pool.connection_kwargs.get("db") == BENCH_DB, f"refusing to flush a DB other than {BENCH_DB}"
     client.flushdb()
     client.close()
 
@@ -185,7 +187,7 @@ def wait_for_worker(services, proc: Proc, timeout: float = 30.0) -> None:
 
 @contextmanager
 def cleanup(*stoppables):
-    """Stop the given processes (in reverse order) and clean Redis DB 12 on exit."""
+    """Stop the given processes (in reverse order) and clean the benchmark's Redis DB on exit."""
     items = list(stoppables)
     try:
         yield items
@@ -195,7 +197,7 @@ def cleanup(*stoppables):
                 item.stop()
             except Exception as error:  # keep cleaning up
                 print(f"cleanup: {error}", file=sys.stderr)
-        clean_db12()
+        clean_bench_db()
 
 
 # -- subscriptions ----------------------------------------------------------------
@@ -269,7 +271,8 @@ def versions() -> dict:
     import importlib.metadata as md
 
     info = {"python": platform.python_version(), "machine": f"{platform.machine()} {os.cpu_count()} CPUs"}
-    for name in ("pywebpush", "http_ece", "py-vapid", "cryptography", "urllib3", "requests", "rq", "redis", "flask", "gunicorn"):
+    for name in ("pywebpush", "http_ece", "py-vapid", "cryptography", "aiohttp", "yarl", "httpx", "h2", "urllib3", "requests",
+                 "rq", "redis", "flask", "gunicorn"):
         try:
             info[name] = md.version(name)
         except md.PackageNotFoundError:

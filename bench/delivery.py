@@ -1,19 +1,24 @@
-"""Delivery throughput: one warm worker process fans one change out to N subscriptions.
+"""Delivery throughput: one warm worker process per sender fans one change out to N subscriptions.
 
     .venv/bin/python bench/delivery.py                      # the full benchmark (0 ms and 50 ms)
     .venv/bin/python bench/delivery.py --latencies 0 --runs 3   # quicker
-    .venv/bin/python bench/delivery.py --sweep              # ours only, several concurrency settings
+    .venv/bin/python bench/delivery.py --senders aiohttp    # one sender only
+    .venv/bin/python bench/delivery.py --sweep              # no baseline, several concurrency settings
 
-"Ours": a long-lived `python -m app.cli worker` (RQ SimpleWorker, JSON serializer)
-is started and warmed up first (one untimed delivery). Each timed run submits one
-change through ChangeIngestor.submit (the path the webhook uses); the time runs from
-just before submit() to the receiver's receipt of the N-th push.
+Senders (SENDER_WORKERS): "hand-written" is the service's worker (`python -m app.cli worker`),
+whose sender (app/delivery/sender.py) has its own HTTP/1.1 client; "aiohttp" is the same worker
+sending with the aiohttp sender measured for issue 10 (bench/aiohttp_sender.py, through
+bench/aiohttp_worker.py). Each sender gets its own long-lived worker, Redis key prefix and queue,
+with its own copy of the N subscriptions (all on the one receiver), and is warmed up first (one
+untimed delivery). Each timed run submits one change through ChangeIngestor.submit (the path the
+webhook uses); the time runs from just before submit() to the receiver's receipt of the N-th push.
 
 Baseline, measured in the same run against the same receiver: a plain loop of
 pywebpush.webpush(subscription_info, data=<the same push-message XML>,
 vapid_private_key=<PEM path>, vapid_claims={"sub": ...} (a fresh dict per call),
 ttl=86400, requests_session=<one shared requests.Session>), timed from the first
-call to the receiver's receipt of the last push.
+call to the receiver's receipt of the last push. Rounds alternate: baseline, then every sender
+(their order rotates from round to round).
 
 Results go to stdout and bench/out/delivery-<timestamp>.json.
 """
@@ -67,72 +72,63 @@ def job_times(services, topic: str) -> tuple[float | None, float | None]:
     return unix(best.started_at), unix(best.ended_at) if best.ended_at else None
 
 
-class Bench:
-    def __init__(self, args, latency_ms: float, concurrency: int, per_origin: int):
-        self.args = args
-        self.latency_ms = latency_ms
-        self.concurrency = concurrency
-        self.per_origin = per_origin
-        self.token = 1000
-        self.env = common.bench_env(
-            PUSH_CONCURRENCY=concurrency,
-            PUSH_PER_ORIGIN_CONCURRENCY=per_origin,
-            # One topic gets a change per run; the benchmark measures fan-out, not the rate limit.
-            PUSH_MIN_INTERVAL_MS=0,
-            PUSH_COALESCE_MS=0,
-            LOG_LEVEL="info",
-        )
-        if args.worker_pythonpath:  # experiments only, e.g. hiredis installed with pip --target
-            self.env["PYTHONPATH"] = args.worker_pythonpath
+SENDER_WORKERS = {
+    "hand-written": [common.PYTHON, "-m", "app.cli", "worker"],
+    "aiohttp": [common.PYTHON, str(common.BENCH / "aiohttp_worker.py")],
+}
 
-    def __enter__(self):
-        common.clean_db12()
-        self.receiver = common.Receiver(self.latency_ms)
+
+class Arm:
+    """One sender: its worker process, key prefix, queue and subscriptions."""
+
+    def __init__(self, bench: "Bench", sender: str, number: int):
+        self.bench = bench
+        self.sender = sender
+        self.env = dict(bench.env, REDIS_PREFIX=f"dp{number}:", QUEUE_NAME=f"davpush-bench-{number}")
         self.worker = None
-        try:
-            self.services = common.services_for(self.env)
-            started = time.time()
-            self.topic, self.subscriptions, _ = common.make_subscriptions(
-                self.services, self.receiver, "calendars/bench/fanout", self.args.subs
-            )
-            self.insert_seconds = time.time() - started
-            self.worker = common.start_worker(self.env, name=f"worker-{self.latency_ms:g}ms",
-                                              cwd=self.args.worker_cwd or common.ROOT)
-            common.wait_for_worker(self.services, self.worker)
-            self.ours(warmup=True)  # pools, VAPID header, imports: a long-lived worker has them
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+        self.token = 1000
 
-    def __exit__(self, *exc):
-        for proc in (self.worker, self.receiver):
-            if proc is not None:
-                proc.stop()
-        common.clean_db12()
+    def start(self) -> None:
+        args = self.bench.args
+        self.services = common.services_for(self.env)
+        self.topic, self.subscriptions, _ = common.make_subscriptions(
+            self.services, self.bench.receiver, "calendars/bench/fanout", args.subs, prefix=f"{self.sender[0]}")
+        name = f"worker-{self.sender}-{self.bench.latency_ms:g}ms"
+        self.worker = common.Proc(SENDER_WORKERS[self.sender], env=self.env, log_name=f"{name}.log",
+                                  cwd=args.worker_cwd or common.ROOT)
+        common.wait_for_worker(self.services, self.worker)
+        self.run(warmup=True)  # pools, VAPID header, imports: a long-lived worker has them
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
 
     def message(self) -> bytes:
         from app.protocol.message import build_push_message
 
         return build_push_message(self.topic, content=True, property_update=False, sync_token=f"{SABRE}{self.token}")
 
-    def ours(self, warmup: bool = False) -> dict:
+    def run(self, warmup: bool = False) -> dict:
         from app.changes import QUEUED, ChangeIngestor
         from app.protocol.subscription import Change
 
+        receiver, timeout = self.bench.receiver, self.bench.args.timeout
         n = len(self.subscriptions)
-        self.receiver.reset()
+        receiver.reset()
         self.token += 1
         ingestor = ChangeIngestor(self.services)
-        worker_cpu0, receiver_cpu0 = cpu_seconds(self.worker.pid), cpu_seconds(self.receiver.proc.pid)
+        worker_cpu0, receiver_cpu0 = cpu_seconds(self.worker.pid), cpu_seconds(receiver.proc.pid)
         t0 = time.time()
         outcome = ingestor.submit(Change(topic=self.topic, content_depth="1", sync_token=f"{SABRE}{self.token}"))
         assert outcome == QUEUED, outcome
-        stats = self.receiver.wait(n, timeout=self.args.timeout)
+        stats = receiver.wait(n, timeout=timeout)
         if stats["count"] < n:
-            raise RuntimeError(f"only {stats['count']} of {n} pushes arrived within {self.args.timeout} s")
+            raise RuntimeError(f"{self.sender}: only {stats['count']} of {n} pushes arrived within {timeout} s")
         seconds = stats["last"] / 1000 - t0
+        deadline = time.time() + timeout
         while (self.services.store.delivered_token(self.topic) or 0) < self.token:  # the job's bookkeeping
+            if time.time() > deadline:
+                raise RuntimeError(f"{self.sender}: the job did not record its sync-token (was the DB flushed?)")
             time.sleep(0.005)
         started = ended = None
         deadline = time.time() + 10
@@ -144,32 +140,71 @@ class Bench:
                 time.sleep(0.01)
         job_seconds = (ended - t0) if ended else float("nan")
         worker_cpu = cpu_seconds(self.worker.pid) - worker_cpu0
-        receiver_cpu = cpu_seconds(self.receiver.proc.pid) - receiver_cpu0
+        receiver_cpu = cpu_seconds(receiver.proc.pid) - receiver_cpu0
         time.sleep(0.2)
-        extra = self.receiver.stats()["count"] - n
+        extra = receiver.stats()["count"] - n
         result = dict(
-            kind="ours", pushes=n, seconds=seconds, rate=n / seconds, job_seconds=job_seconds,
+            kind=self.sender, pushes=n, seconds=seconds, rate=n / seconds, job_seconds=job_seconds,
             first_push_ms=(stats["first"] / 1000 - t0) * 1000,
             queue_wait_ms=((started - t0) * 1000) if started else None,
-            send_phase_rate=n / (stats["last"] / 1000 - stats["first"] / 1000), worker_cpu_s=worker_cpu, receiver_cpu_s=receiver_cpu,
-            extra_pushes=extra,
+            send_phase_rate=n / (stats["last"] / 1000 - stats["first"] / 1000), worker_cpu_s=worker_cpu,
+            receiver_cpu_s=receiver_cpu, extra_pushes=extra,
         )
         if not warmup:
             print(
-                f"  ours      {n:5d} pushes  {seconds:7.3f} s  {n / seconds:8.1f}/s   job started after "
-                f"{result['queue_wait_ms'] or float('nan'):.1f} ms, first push after {result['first_push_ms']:.1f} ms "
-                f"(first..last push {result['send_phase_rate']:.0f}/s), job done {job_seconds:.3f} s, worker CPU {worker_cpu:.2f} s, "
-                f"receiver CPU {receiver_cpu:.2f} s",
+                f"  {self.sender:12s} {n:5d} pushes  {seconds:7.3f} s  {n / seconds:8.1f}/s   first push after "
+                f"{result['first_push_ms']:.1f} ms (first..last push {result['send_phase_rate']:.0f}/s), "
+                f"job done {job_seconds:.3f} s, worker CPU {worker_cpu:.2f} s, receiver CPU {receiver_cpu:.2f} s",
                 flush=True,
             )
         return result
+
+
+class Bench:
+    def __init__(self, args, latency_ms: float, concurrency: int, per_origin: int, senders: list[str]):
+        self.args = args
+        self.latency_ms = latency_ms
+        self.env = common.bench_env(
+            PUSH_CONCURRENCY=concurrency,
+            PUSH_PER_ORIGIN_CONCURRENCY=per_origin,
+            # One topic gets a change per run; the benchmark measures fan-out, not the rate limit.
+            PUSH_MIN_INTERVAL_MS=0,
+            PUSH_COALESCE_MS=0,
+            LOG_LEVEL="info",
+        )
+        if args.worker_pythonpath:  # experiments only, e.g. hiredis installed with pip --target
+            self.env["PYTHONPATH"] = args.worker_pythonpath
+        self.senders = senders
+
+    def __enter__(self):
+        common.clean_bench_db()
+        self.receiver = common.Receiver(self.latency_ms)
+        self.arms: list[Arm] = []
+        try:
+            started = time.time()
+            for number, sender in enumerate(self.senders):
+                arm = Arm(self, sender, number)
+                self.arms.append(arm)
+                arm.start()
+            self.setup_seconds = time.time() - started
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for arm in self.arms:
+            arm.stop()
+        self.receiver.stop()
+        common.clean_bench_db()
 
     def baseline(self, count: int) -> dict:
         import requests
         from pywebpush import webpush
 
-        subscriptions = self.subscriptions[:count]
-        data = self.message()
+        arm = self.arms[0]
+        subscriptions = arm.subscriptions[:count]
+        data = arm.message()
         pem = self.env["VAPID_PRIVATE_KEY_FILE"]
         session = requests.Session()
         self.receiver.reset()
@@ -190,7 +225,7 @@ class Bench:
         receiver_cpu = cpu_seconds(self.receiver.proc.pid) - receiver_cpu0
         session.close()
         print(
-            f"  baseline  {count:5d} pushes  {seconds:7.3f} s  {count / seconds:8.1f}/s   client CPU {cpu:.2f} s, "
+            f"  {'baseline':12s} {count:5d} pushes  {seconds:7.3f} s  {count / seconds:8.1f}/s   client CPU {cpu:.2f} s, "
             f"receiver CPU {receiver_cpu:.2f} s",
             flush=True,
         )
@@ -223,7 +258,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subs", type=int, default=5000)
     parser.add_argument("--latencies", default="0,50", help="added receiver latency in ms, comma-separated")
-    parser.add_argument("--runs", type=int, default=7, help="timed runs at 0 ms (each: one baseline + one ours)")
+    parser.add_argument("--senders", default=",".join(SENDER_WORKERS), help="comma-separated, of: " + ", ".join(SENDER_WORKERS))
+    parser.add_argument("--runs", type=int, default=7, help="timed rounds at 0 ms (each: one baseline + one run per sender)")
     parser.add_argument("--runs-latency", type=int, default=5, help="timed runs when latency > 0")
     parser.add_argument("--baseline-0", type=int, default=5000, help="baseline messages at 0 ms")
     parser.add_argument("--baseline-latency", type=int, default=200, help="baseline messages when latency > 0")
@@ -232,7 +268,7 @@ def main() -> int:
     parser.add_argument("--concurrency-0", type=int, default=None, help="PUSH_CONCURRENCY at 0 ms (default --concurrency)")
     parser.add_argument("--per-origin-0", type=int, default=None, help="per-origin bound at 0 ms (default --per-origin)")
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--sweep", action="store_true", help="ours only, over --sweep-settings")
+    parser.add_argument("--sweep", action="store_true", help="no baseline, over --sweep-settings")
     parser.add_argument("--sweep-settings", default="32/32,64/64,128/128,256/256,512/512",
                         help="CONCURRENCY/PER_ORIGIN pairs for --sweep")
     parser.add_argument("--sweep-runs", type=int, default=3)
@@ -251,6 +287,10 @@ def main() -> int:
         report["receiver_capacity"] = capacity
         print(f"receiver capacity (Node client, 64 keep-alive connections, same 2 cores): {capacity['rate']:.0f} req/s")
 
+    senders = [x.strip() for x in args.senders.split(",") if x.strip()]
+    unknown = [x for x in senders if x not in SENDER_WORKERS]
+    if unknown:
+        parser.error(f"unknown sender(s) {unknown}; known: {', '.join(SENDER_WORKERS)}")
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
     if args.sweep:
         for latency in latencies:
@@ -258,12 +298,13 @@ def main() -> int:
                 concurrency, per_origin = (int(x) for x in pair.split("/"))
                 print(f"\n== sweep: latency {latency:g} ms, PUSH_CONCURRENCY={concurrency}, "
                       f"PUSH_PER_ORIGIN_CONCURRENCY={per_origin}", flush=True)
-                with Bench(args, latency, concurrency, per_origin) as bench:
-                    runs = [bench.ours() for _ in range(args.sweep_runs)]
+                with Bench(args, latency, concurrency, per_origin, senders) as bench:
+                    runs = [arm.run() for _ in range(args.sweep_runs) for arm in bench.arms]
                 key = f"sweep {latency:g}ms {concurrency}/{per_origin}"
                 report["results"][key] = dict(latency_ms=latency, concurrency=concurrency, per_origin=per_origin,
-                                              ours=summarize(runs, "ours"), raw=runs)
-                print(f"   median {report['results'][key]['ours']['median']:.1f}/s")
+                                              senders={x: summarize(runs, x) for x in senders}, raw=runs)
+                for x in senders:
+                    print(f"   {x}: median {report['results'][key]['senders'][x]['median']:.1f}/s")
         path = common.save_json(f"delivery-sweep-{time.strftime('%Y%m%d-%H%M%S')}.json", report)
         print(f"\nsaved {path}")
         return 0
@@ -273,28 +314,40 @@ def main() -> int:
         per_origin = args.per_origin_0 if latency == 0 and args.per_origin_0 else args.per_origin
         runs_n = args.runs if latency == 0 else args.runs_latency
         baseline_n = args.baseline_0 if latency == 0 else args.baseline_latency
-        print(f"\n== latency {latency:g} ms: {args.subs} subscriptions, PUSH_CONCURRENCY={concurrency}, "
+        print(f"\n== latency {latency:g} ms: {args.subs} subscriptions per sender, PUSH_CONCURRENCY={concurrency}, "
               f"PUSH_PER_ORIGIN_CONCURRENCY={per_origin}; baseline on {baseline_n} messages", flush=True)
-        with Bench(args, latency, concurrency, per_origin) as bench:
-            print(f"  ({args.subs} subscriptions inserted in {bench.insert_seconds:.1f} s; worker warmed up)")
+        with Bench(args, latency, concurrency, per_origin, senders) as bench:
+            print(f"  (subscriptions inserted and workers warmed up in {bench.setup_seconds:.1f} s)")
             runs = []
-            for _ in range(runs_n):
+            for round_number in range(runs_n):
                 runs.append(bench.baseline(baseline_n))
                 time.sleep(0.3)
-                runs.append(bench.ours())
-                time.sleep(0.3)
-        ours, baseline = summarize(runs, "ours"), summarize(runs, "baseline")
-        ratio = ours["median"] / baseline["median"]
-        report["results"][f"{latency:g}ms"] = dict(
-            latency_ms=latency, concurrency=concurrency, per_origin=per_origin, subscriptions=args.subs,
-            baseline_messages=baseline_n, ours=ours, baseline=baseline, ratio=ratio, raw=runs,
-        )
-        print(f"  median ours {ours['median']:.1f}/s, baseline {baseline['median']:.1f}/s, ratio {ratio:.2f}x")
+                shift = round_number % len(bench.arms)
+                for arm in bench.arms[shift:] + bench.arms[:shift]:
+                    runs.append(arm.run())
+                    time.sleep(0.3)
+        baseline = summarize(runs, "baseline")
+        result = dict(latency_ms=latency, concurrency=concurrency, per_origin=per_origin, subscriptions=args.subs,
+                      baseline_messages=baseline_n, baseline=baseline, senders={}, raw=runs,
+                      loadavg_after=Path("/proc/loadavg").read_text().split()[:3])
+        for sender in senders:
+            summary = summarize(runs, sender)
+            summary["ratio_to_baseline"] = summary["median"] / baseline["median"]
+            result["senders"][sender] = summary
+            print(f"  median {sender} {summary['median']:.1f}/s, ratio to the baseline ({baseline['median']:.1f}/s) "
+                  f"{summary['ratio_to_baseline']:.2f}x")
+        if len(senders) > 1:
+            first, second = senders[0], senders[1]
+            result[f"{first}/{second}"] = result["senders"][first]["median"] / result["senders"][second]["median"]
+            print(f"  {first} / {second}: {result[f'{first}/{second}']:.2f}")
+        report["results"][f"{latency:g}ms"] = result
 
     print("\nsummary")
     for key, r in report["results"].items():
-        print(f"  {key:>6}: ours {r['ours']['median']:8.1f}/s  baseline {r['baseline']['median']:7.1f}/s  "
-              f"ratio {r['ratio']:6.2f}x   ({r['ours']['runs']} runs; C={r['concurrency']}, per-origin={r['per_origin']})")
+        cells = "  ".join(f"{x} {r['senders'][x]['median']:8.1f}/s ({r['senders'][x]['ratio_to_baseline']:.2f}x)"
+                          for x in senders)
+        print(f"  {key:>6}: {cells}  baseline {r['baseline']['median']:7.1f}/s   ({r['baseline']['runs']} rounds; "
+              f"C={r['concurrency']}, per-origin={r['per_origin']})")
     path = common.save_json(f"delivery-{time.strftime('%Y%m%d-%H%M%S')}.json", report)
     print(f"saved {path}")
     return 0

@@ -114,7 +114,7 @@ class Setup:
         self.procs = []
 
     def __enter__(self):
-        common.clean_db12()
+        common.clean_bench_db()
         self.receiver = common.Receiver(0, record=True)
         self.procs.append(self.receiver)
         try:
@@ -169,7 +169,7 @@ class Setup:
                 proc.stop()
             except Exception as error:
                 print(f"cleanup: {error}", file=sys.stderr)
-        common.clean_db12()
+        common.clean_bench_db()
 
 
 def run_load(setup: Setup, mode: str) -> dict:

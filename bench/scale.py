@@ -44,7 +44,7 @@ def memory(args) -> dict:
         def endpoint(self, name):  # a realistic FCM-like endpoint length
             return f"https://fcm.googleapis.com/fcm/send/{name}:APA91bH{'x' * 120}"
 
-    common.clean_db12()
+    common.clean_bench_db()
     client = redis.Redis.from_url(common.REDIS_URL)
     services = common.services_for(common.bench_env())
     try:
@@ -55,7 +55,7 @@ def memory(args) -> dict:
         ours_keys_bytes, ours_keys = key_bytes(client)
         ours_used = used_memory(client) - before
         fields = [s.to_fields() for s in subscriptions]
-        common.clean_db12()
+        common.clean_bench_db()
         before = used_memory(client)
         pipe = client.pipeline(transaction=False)
         for s, f in zip(subscriptions, fields):
@@ -65,7 +65,7 @@ def memory(args) -> dict:
         base_used = used_memory(client) - before
     finally:
         client.close()
-        common.clean_db12()
+        common.clean_bench_db()
     n = args.subs
     result = dict(
         subscriptions=n, insert_seconds=insert_seconds, insert_rate=n / insert_seconds,
