@@ -14,7 +14,7 @@ CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about th
 
 
 def check_redis(services) -> tuple[bool, str]:
-    from .services import redis_address, redis_cause
+    from .redis_connect import redis_address, redis_cause
 
     where = redis_address(services.settings.redis_url)
     try:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .config_sources import SourceError, is_placeholder, read_file, value_or_file
 from .delivery.ssrf import BlockedEndpoint, check_shape
+from .redis_connect import RedisUrlError, check_url
 from .nextcloud import paths as nextcloud_paths
 
 # Push services built for heavy fan-in from one sender get more requests in flight
@@ -65,6 +66,7 @@ class Settings:
     queue_name: str = "davpush"
     redis_prefix: str = "dp:"
     redis_ssl_cert_reqs: str = "required"
+    redis_sentinel_password: str = field(default="", repr=False)
     vapid_private_key_pem: str = field(default="", repr=False)
 
     @property
@@ -264,12 +266,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=env.get("QUEUE_NAME", "davpush").strip() or "davpush",
         redis_prefix=env.get("REDIS_PREFIX", "dp:").strip() or "dp:",
         redis_ssl_cert_reqs=_choice(env, "REDIS_SSL_CERT_REQS", "required", ("required", "none")),
+        redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD", "password of the Redis Sentinels", 1, required=False),
     )
     return settings
 
 
 def _redis_url(env: Mapping[str, str]) -> str:
     value = _required(env, "REDIS_URL", "e.g. redis://localhost:6379/0; `davpush up` starts a private one when unset")
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        check_url(value)
+    except RedisUrlError as error:
+        raise ConfigError(f"REDIS_URL {error}") from None
     return value
