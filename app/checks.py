@@ -14,11 +14,14 @@ CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about th
 
 
 def check_redis(services) -> tuple[bool, str]:
+    from .redis_connect import redis_address, redis_cause
+
+    where = redis_address(services.settings.redis_url)
     try:
         services.redis.ping()
-        return True, "ok"
+        return True, f"ok ({where})"
     except redis.RedisError as error:
-        return False, f"unreachable: {type(error).__name__}"
+        return False, f"{where} unreachable: {redis_cause(error)}"
 
 
 def check_vapid(services) -> tuple[bool, str]:
