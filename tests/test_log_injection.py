@@ -18,7 +18,7 @@ RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 def captured():
     """The root logger's output in one format; yields (use(format) -> StringIO)."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved_handlers, saved_level = root.handlers[:], root.level
     stream = io.StringIO()
 
     def use(fmt: str) -> io.StringIO:
@@ -29,8 +29,8 @@ def captured():
         return stream
 
     yield use
-    root.handlers[:], _ = saved
-    root.setLevel(saved[1])
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
 
 
 def lines_of(stream: io.StringIO) -> list[str]:
