@@ -126,7 +126,7 @@ if has_content then
     local tn = redis.call('HGET', key, 'tn')
     if tn == 'u' or tn == '' or number == 'u' or number == '' then
       redis.call('HSET', key, 'tk', '', 'tn', 'u')
-    elseif tonumber(number) > tonumber(tn) then
+    elseif #number > #tn or (#number == #tn and number > tn) then  -- exact for 64-bit tokens (Lua numbers are doubles)
       redis.call('HSET', key, 'tk', token, 'tn', number)
     end
   end
@@ -212,8 +212,13 @@ return redis.call('HGETALL', KEYS[2])
 """
 
 _MAX_NUMBER = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+-- Decimal strings without leading zeros compare by length, then digit by digit: exact for
+-- 64-bit numbers, which Lua's doubles are not.
+local current = redis.call('GET', KEYS[1])
+local new = ARGV[1]
+if not current or #new > #current or (#new == #current and new > current) then
+  redis.call('SET', KEYS[1], new, 'EX', ARGV[2])
+end
 return 1
 """
 
