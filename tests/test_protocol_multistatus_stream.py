@@ -1,4 +1,5 @@
 """Rewriting a multistatus response by response as it streams (pure: no servers)."""
+import tracemalloc
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -90,6 +91,19 @@ def test_output_follows_input_response_by_response():
     assert produced[0] < total and len(produced) > total // 2
 
 
+def test_memory_does_not_grow_with_the_answer():
+    document = calendar_listing(2000)  # ~950 kB; as one tree it would take several times that
+    tracemalloc.start()
+    try:
+        chunks = (document[i:i + 8192] for i in range(0, len(document), 8192))
+        for _ in rewrite_multistatus(chunks, edit_with([]), max_bytes=1 << 25):
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.4 * len(document)
+
+
 def test_every_prefix_used_is_declared_and_stable():
     document = (b'<?xml version="1.0"?><multistatus xmlns="DAV:" xmlns:P="urn:not-push" xmlns:x="urn:root-declared">'
                 b'<response><href>/a</href><propstat><prop><P:thing xml:lang="en">1</P:thing>'
@@ -161,7 +175,7 @@ def reader(**caps):
     return TopLevelReader(**{"max_bytes": 1 << 20, **caps})
 
 
-def test_reader_hands_out_each_child_once_and_keeps_nothing():
+def test_reader_hands_out_each_child_once_complete():
     r = reader()
     items = r.feed(b'<d:multistatus xmlns:d="DAV:"><d:response><d:href>/a</d:href></d:response><d:resp')
     assert isinstance(items[0], RootStart) and items[0].tag == f"{DAV}multistatus" and items[0].namespaces == {"d": "DAV:"}
