@@ -130,9 +130,6 @@ class _Children:
         if self.builder is not None:  # text directly in the root (whitespace between children) is dropped
             self.builder.data(text)
 
-    def close(self) -> None:
-        pass
-
     def _note(self, name: str) -> None:
         if name not in self._names:
             self._names.add(name)
