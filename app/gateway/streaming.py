@@ -9,6 +9,7 @@ resources for deleted ones).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterator
 
 from flask import Response
@@ -37,6 +38,10 @@ def upstream_body(upstream_response) -> Iterator[bytes]:
         if not data:
             return
         yield data
+        # Rewriting a large answer is CPU work between reads that may not block: give other
+        # requests (webhooks, health checks) a turn after each chunk under gevent (and the GIL
+        # a hint with threads).
+        time.sleep(0)
 
 
 def respond(upstream_response, output: Iterator[bytes], *, status: int, headers: list, content_type: str,
