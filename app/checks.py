@@ -8,6 +8,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import redis
 
 from .config import ConfigError, load_settings
+from .gateway.upstream import UpstreamLoop, UpstreamUnavailable
 
 WORKER_STALE_SECONDS = 60
 CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about that
@@ -27,11 +28,19 @@ def check_vapid(services) -> tuple[bool, str]:
 
 
 def check_upstream(services) -> tuple[bool, str]:
+    """Details read after the upstream URL, which `davpush check` puts in front (healthz is public)."""
     root = (services.settings.dav_prefix or "") + "/"
     try:
         response = services.upstream.send("OPTIONS", root, {}, None, stream=False, timeout=CHECK_SECONDS)
-    except Exception as error:  # UpstreamUnavailable and anything the HTTP stack raises
-        return False, str(error) or type(error).__name__
+    except UpstreamLoop:
+        return False, (
+            "loops back to davpush (UPSTREAM_URL must be Nextcloud's internal address, "
+            f"not the public vhost that routes {root} to davpush)"
+        )
+    except UpstreamUnavailable as error:
+        return False, "did not answer in time" if error.status == 504 else "is unreachable"
+    except Exception as error:  # anything else the HTTP stack raises
+        return False, f"failed: {error or type(error).__name__}"
     if response.status_code >= 500:
         return False, f"answers {response.status_code}"
     return True, f"answers {response.status_code}"
@@ -92,6 +101,7 @@ def run_checks(out, only: tuple = ()) -> int:
     for name, result in collect(services, only).items():
         advisory = name in ADVISORY_CHECKS
         label = "ok  " if result["ok"] else ("warn" if advisory else "FAIL")
-        out(f"{label} {name}: {result['detail']}")
+        detail = f"{settings.upstream_url} {result['detail']}" if name == "upstream" else result["detail"]
+        out(f"{label} {name}: {detail}")
         failed |= not result["ok"] and not advisory
     return 1 if failed else 0
