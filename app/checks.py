@@ -15,11 +15,14 @@ CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about th
 
 
 def check_redis(services) -> tuple[bool, str]:
+    from .redis_connect import redis_address, redis_cause
+
+    where = redis_address(services.settings.redis_url)
     try:
         services.redis.ping()
-        return True, "ok"
+        return True, f"ok ({where})"
     except redis.RedisError as error:
-        return False, f"unreachable: {type(error).__name__}"
+        return False, f"{where} unreachable: {redis_cause(error)}"
 
 
 def check_vapid(services) -> tuple[bool, str]:
@@ -28,22 +31,22 @@ def check_vapid(services) -> tuple[bool, str]:
 
 
 def check_upstream(services) -> tuple[bool, str]:
-    """Details read after the upstream URL, which `davpush check` puts in front (healthz is public)."""
+    where = services.settings.upstream_url
     root = (services.settings.dav_prefix or "") + "/"
     try:
         response = services.upstream.send("OPTIONS", root, {}, None, stream=False, timeout=CHECK_SECONDS)
     except UpstreamLoop:
         return False, (
-            "loops back to davpush (UPSTREAM_URL must be Nextcloud's internal address, "
+            f"{where} loops back to davpush (UPSTREAM_URL must be Nextcloud's internal address, "
             f"not the public vhost that routes {root} to davpush)"
         )
     except UpstreamUnavailable as error:
-        return False, "did not answer in time" if error.status == 504 else "is unreachable"
+        return False, f"{where} did not answer in time" if error.status == 504 else f"{where} is unreachable"
     except Exception as error:  # anything else the HTTP stack raises
-        return False, f"failed: {error or type(error).__name__}"
+        return False, f"{where} failed: {error or type(error).__name__}"
     if response.status_code >= 500:
-        return False, f"answers {response.status_code}"
-    return True, f"answers {response.status_code}"
+        return False, f"{where} answers {response.status_code}"
+    return True, f"{where} answers {response.status_code}"
 
 
 def check_workers(services) -> tuple[bool, str]:
@@ -101,7 +104,6 @@ def run_checks(out, only: tuple = ()) -> int:
     for name, result in collect(services, only).items():
         advisory = name in ADVISORY_CHECKS
         label = "ok  " if result["ok"] else ("warn" if advisory else "FAIL")
-        detail = f"{settings.upstream_url} {result['detail']}" if name == "upstream" else result["detail"]
-        out(f"{label} {name}: {detail}")
+        out(f"{label} {name}: {result['detail']}")
         failed |= not result["ok"] and not advisory
     return 1 if failed else 0

@@ -20,18 +20,22 @@ import time
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
+from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 
 from . import jobs
 from .changes import CLAIM_GRACE_MS, enqueue_delivery
 from .logs import log
-from .services import redis_client
+from .redis_connect import redis_client
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2
 HEARTBEAT_TTL = 60
 SCHEDULER_SECONDS = 1
+SCHEDULER_LOCK_SECONDS = 10
 RESUME_HANDOVER_MS = 60_000  # how long a resume job may wait in the queue before it is handed out again
 MAX_RESUMES = 5  # a fan-out whose deliveries died this often is given up (and logged)
 MAX_LOOP_PAUSE = 10.0
@@ -98,18 +102,32 @@ def _housekeeping(stop: threading.Event, services, name: str, deliverer) -> None
         stop.wait(HOUSEKEEPING_SECONDS)
 
 
+def enqueue_due_jobs(queue) -> int:
+    """Move delayed and retry jobs whose time has come from the scheduled registry into the queue."""
+    registry = ScheduledJobRegistry(queue=queue)
+    job_ids = registry.get_jobs_to_schedule()
+    if not job_ids:
+        return 0
+    with queue.connection.pipeline() as pipe:
+        for job in Job.fetch_many(job_ids, connection=queue.connection, serializer=queue.serializer):
+            if job is not None:
+                queue.enqueue_job(job, pipeline=pipe)
+        for job_id in job_ids:
+            registry.remove(job_id, pipeline=pipe)
+        pipe.execute()
+    return len(job_ids)
+
+
 def _scheduler(stop: threading.Event, services, name: str) -> None:
-    """Move due delayed jobs into the queue (one worker at a time holds RQ's scheduler lock)."""
-    scheduler = RQScheduler([services.queue.name], connection=services.redis, interval=SCHEDULER_SECONDS,
-                            serializer=JSONSerializer, name=name, logging_level=services.settings.log_level)
+    """Enqueue due delayed jobs, one worker at a time: the one holding RQ's scheduler lock for the
+    queue. The lock lives SCHEDULER_LOCK_SECONDS (RQ's own scheduler keeps it 61 s), so when its
+    holder dies another worker (or the restarted one) takes over within seconds."""
+    lock = RQScheduler.get_locking_key(services.queue.name)
     failing = False
     while not stop.is_set():
         try:
-            if not scheduler.acquired_locks or scheduler.should_reacquire_locks:
-                scheduler.acquire_locks()
-            if scheduler.acquired_locks:
-                scheduler.heartbeat()
-                scheduler.enqueue_scheduled_jobs()
+            if acquire_or_refresh_lock(services.redis, lock, name, SCHEDULER_LOCK_SECONDS) != "taken":
+                enqueue_due_jobs(services.queue)
             failing = False
         except redis.RedisError as error:
             if not failing:
@@ -119,7 +137,7 @@ def _scheduler(stop: threading.Event, services, name: str) -> None:
             logger.exception("scheduler round failed")
         stop.wait(SCHEDULER_SECONDS)
     try:
-        scheduler.release_locks()  # another worker's scheduler takes over at once
+        release_lock(services.redis, lock, name)  # another worker's scheduler takes over at once
     except redis.RedisError:
         pass
 
@@ -131,7 +149,8 @@ def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     name = jobs.process_name()
     # RQ raises this connection's socket timeout for its blocking dequeue; the short
     # REDIS_SOCKET_TIMEOUT of every other client must not end up on it.
-    connection = redis_client(services.settings.redis_url, None)
+    settings = services.settings
+    connection = redis_client(settings.redis_url, None, settings.redis_ssl_cert_reqs, settings.redis_sentinel_password)
     queue = Queue(services.queue.name, connection=connection, serializer=JSONSerializer)
     level = services.settings.log_level
     if burst or max_jobs is not None:

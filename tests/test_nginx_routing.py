@@ -146,7 +146,7 @@ def test_push_urls_are_answered_by_davpush(layout, stub, redis_url):
     Store(redis.Redis.from_url(redis_url)).heartbeat("w1")
     response = layout.get("GET", "/push/healthz")
     assert response.status_code == 200, response.text
-    assert response.json()["checks"]["upstream"] == {"ok": True, "detail": "answers 200"}
+    assert response.json()["checks"]["upstream"] == {"ok": True, "detail": f"{layout.nginx.internal} answers 200"}
     assert through_davpush(stub.requests_for("OPTIONS")[-1])  # the health check went the internal way
     check = layout.check()
     assert check.returncode == 0, check.stdout
@@ -256,7 +256,8 @@ def test_upstream_url_at_the_public_server_is_508_at_once(looping, method, heade
 
 def test_loop_is_named_by_healthz_check_and_log(looping):
     health = looping.get("GET", "/push/healthz")
-    assert health.status_code == 503 and health.json()["checks"]["upstream"] == {"ok": False, "detail": LOOP_SENTENCE}
+    assert health.status_code == 503
+    assert health.json()["checks"]["upstream"] == {"ok": False, "detail": f"{looping.nginx.public} {LOOP_SENTENCE}"}
     check = looping.check()
     assert check.returncode == 1
     assert f"FAIL upstream: {looping.nginx.public} {LOOP_SENTENCE}" in check.stdout.splitlines()

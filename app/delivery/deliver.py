@@ -25,7 +25,7 @@ from datetime import timedelta
 import redis
 
 from ..logs import endpoint_label, log, request_id, short_id
-from ..metrics_names import counter, latency_bucket
+from ..metrics_names import counter, latency_bucket, push_service_label
 from ..protocol.message import build_push_message
 from ..protocol.subscription import Change, Subscription, sync_token_number
 from ..protocol.topics import web_push_topic_header
@@ -279,8 +279,7 @@ class Deliverer:
         succeeded, retries, tallies = [], {}, Counter()
         for outcome in outcomes:
             subscription, plaintext = fanout.targets[outcome.subscription_id]
-            origin = endpoint_label(subscription.push_resource).split("#")[0]
-            tallies[counter("pushes", outcome=outcome.kind, origin=origin)] += 1
+            tallies[counter("pushes", outcome=outcome.kind, origin=push_service_label(subscription.push_resource))] += 1
             if outcome.kind == SUCCESS:
                 succeeded.append(subscription.id)
                 if accepted_ms:
