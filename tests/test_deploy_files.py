@@ -160,8 +160,16 @@ def test_compose_env_example_has_the_systemd_examples_settings():
     systemd_example = env_file(ROOT / "nextcloud_setup" / "systemd" / "davpush.env.example")
     set_by_compose = {"REDIS_URL", "BIND_HOST", "PORT"}
     assert set(compose_example) == set(systemd_example) - set_by_compose - {"VAPID_PRIVATE_KEY_FILE"} | {"VAPID_PRIVATE_KEY"}
-    for name in set(compose_example) - {"VAPID_PRIVATE_KEY"}:
+    for name in set(compose_example) - {"VAPID_PRIVATE_KEY", "UPSTREAM_URL"}:
         assert compose_example[name] == systemd_example[name], name
+    # Both forward to Nextcloud's internal listener, here as the containers reach the host.
+    assert systemd_example["UPSTREAM_URL"] == "http://127.0.0.1:8080"
+    assert compose_example["UPSTREAM_URL"] == "http://host.docker.internal:8080"
+
+
+def test_compose_lets_the_containers_reach_the_hosts_internal_listener(compose):
+    for name in ("web", "worker"):
+        assert "host.docker.internal:host-gateway" in compose["services"][name]["extra_hosts"]
 
 
 def test_compose_env_example_loads_once_filled_in_and_not_before(compose):
