@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"davpush: configuration error: {error}", file=sys.stderr)
         return 2
     except redis.RedisError as error:
-        from .services import redis_address, redis_cause
+        from .redis_connect import redis_address, redis_cause
 
         where = redis_address(os.environ.get("REDIS_URL", ""))
         print(f"davpush: cannot use Redis at {where}: {redis_cause(error)}", file=sys.stderr)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .config_sources import SourceError, is_placeholder, read_file, value_or_file
 from .delivery.ssrf import BlockedEndpoint, check_shape
+from .redis_connect import RedisUrlError, check_url
 from .nextcloud import paths as nextcloud_paths
 
 # Push services built for heavy fan-in from one sender get more requests in flight
@@ -44,6 +45,7 @@ class Settings:
     push_allow_http: bool = False
     push_allowed_networks: tuple = ()
     subscription_max_days: int = 7
+    push_max_subscriptions_per_user: int = 250
     push_ttl: int = 86400
     push_urgency: str = "normal"
     push_coalesce_ms: int = 0
@@ -67,6 +69,7 @@ class Settings:
     queue_name: str = "davpush"
     redis_prefix: str = "dp:"
     redis_ssl_cert_reqs: str = "required"
+    redis_sentinel_password: str = field(default="", repr=False)
     vapid_private_key_pem: str = field(default="", repr=False)
 
     @property
@@ -231,7 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     vapid_pem, vapid_file = vapid_key_from(env)
     settings = Settings(
         redis_url=_redis_url(env),
-        upstream_url=_http_url(env, "UPSTREAM_URL", "base URL of the DAV server, e.g. https://cloud.example.com"),
+        upstream_url=_http_url(env, "UPSTREAM_URL", "Nextcloud's internal address that davpush forwards to, e.g. http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush)"),
         public_url=_http_url(env, "PUBLIC_URL", "external base URL clients use, e.g. https://cloud.example.com"),
         webhook_secret=_secret(env, "WEBHOOK_SECRET", "shared secret of the Nextcloud webhooks", 16),
         vapid_private_key_file=vapid_file,
@@ -245,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_allow_http=_bool(env, "PUSH_ALLOW_HTTP", False),
         push_allowed_networks=_networks(env, "PUSH_ALLOWED_NETWORKS"),
         subscription_max_days=_number(env, "SUBSCRIPTION_MAX_DAYS", 7, int, 3, 365),
+        push_max_subscriptions_per_user=_number(env, "PUSH_MAX_SUBSCRIPTIONS_PER_USER", 250, int, 1, 100000),
         push_ttl=_number(env, "PUSH_TTL", 86400, int, 0, 2419200),
         push_urgency=_choice(env, "PUSH_URGENCY", "normal", ("very-low", "low", "normal", "high")),
         push_coalesce_ms=_number(env, "PUSH_COALESCE_MS", 0, int, 0, 600000),
@@ -268,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=env.get("QUEUE_NAME", "davpush").strip() or "davpush",
         redis_prefix=env.get("REDIS_PREFIX", "dp:").strip() or "dp:",
         redis_ssl_cert_reqs=_choice(env, "REDIS_SSL_CERT_REQS", "required", ("required", "none")),
+        redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD", "password of the Redis Sentinels", 1, required=False),
     )
     return settings
 
@@ -288,6 +293,8 @@ def _proxy(env: Mapping[str, str]) -> str:
 
 def _redis_url(env: Mapping[str, str]) -> str:
     value = _required(env, "REDIS_URL", "e.g. redis://localhost:6379/0; `davpush up` starts a private one when unset")
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        check_url(value)
+    except RedisUrlError as error:
+        raise ConfigError(f"REDIS_URL {error}") from None
     return value

@@ -3,7 +3,8 @@
 Starts Radicale as the upstream DAV server, davpush's gateway and a worker, and a
 local Web Push receiver; registers a subscription exactly the way DAVx5 does;
 changes an event with a CalDAV client; prints the decrypted push and how long it
-took. Needs the dev extra (radicale, caldav) and redis-server on PATH (or REDIS_URL).
+took. Needs the demo extra (radicale, caldav, http_ece; dev includes it) and redis-server on PATH
+(or REDIS_URL).
 """
 from __future__ import annotations
 
@@ -103,10 +104,11 @@ class _Receiver:
 
 def run_demo() -> int:
     try:
-        import caldav  # noqa: F401  (dev extra)
+        import caldav  # noqa: F401  (demo extra)
+        import http_ece  # noqa: F401
         import radicale  # noqa: F401
     except ImportError:
-        print("davpush demo needs the dev extra: pip install -e '.[dev]'", file=sys.stderr)
+        print("davpush demo needs the demo extra: pip install -e '.[demo]'", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="davpush-demo-"))
     processes: list[subprocess.Popen] = []

@@ -1,5 +1,6 @@
 """`davpush up`: web, worker (with the RQ scheduler) and, when REDIS_URL is unset,
-a private Redis that keeps its data in var/redis (append-only file)."""
+a private Redis that keeps its data (append-only file) in var/redis under the directory
+`davpush up` is started in (the repository root for `./run.sh start`)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,9 @@ from pathlib import Path
 import redis
 
 from .config import ConfigError, load_settings
+from .web import gunicorn_command
+
+PRIVATE_REDIS_DIR = Path("var", "redis")
 
 
 def start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
@@ -40,18 +44,19 @@ def start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
     raise ConfigError("the private redis-server did not start within 10 s")
 
 
-def run_all(root: Path) -> int:
+def run_all() -> int:
     env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen]] = []
     try:
         if not env.get("REDIS_URL"):
-            process, url = start_private_redis(root / "var" / "redis")
+            data_dir = PRIVATE_REDIS_DIR.resolve()
+            process, url = start_private_redis(data_dir)
             children.append(("redis", process))
             env["REDIS_URL"] = url
-            print(f"davpush: private Redis at {url} (data in var/redis)", flush=True)
+            print(f"davpush: private Redis at {url} (data in {data_dir})", flush=True)
         settings = load_settings(env)  # fail with one line before starting anything else
         env.setdefault("PORT", "8000")
-        children.append(("web", subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", str(root), "wsgi:app"], env=env)))
+        children.append(("web", subprocess.Popen(gunicorn_command(), env=env)))
         children.append(("worker", subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)))
         print(f"davpush: web on :{env['PORT']}, worker with scheduler; upstream {settings.upstream_url}", flush=True)
         return _supervise(children)

@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 from . import jobs
 from .changes import CLAIM_GRACE_MS, enqueue_delivery
 from .logs import log
-from .services import redis_client
+from .redis_connect import redis_client
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2
@@ -149,7 +149,8 @@ def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     name = jobs.process_name()
     # RQ raises this connection's socket timeout for its blocking dequeue; the short
     # REDIS_SOCKET_TIMEOUT of every other client must not end up on it.
-    connection = redis_client(services.settings.redis_url, None, services.settings.redis_ssl_cert_reqs)
+    settings = services.settings
+    connection = redis_client(settings.redis_url, None, settings.redis_ssl_cert_reqs, settings.redis_sentinel_password)
     queue = Queue(services.queue.name, connection=connection, serializer=JSONSerializer)
     level = services.settings.log_level
     if burst or max_jobs is not None:

@@ -9,6 +9,7 @@ from requests.adapters import HTTPAdapter
 
 from ..protocol import xmlsafe
 from ..protocol.propfind import ok_props
+from ..protocol.subscription import has_oversized_counter
 from ..protocol.names import (
     CAL_CALENDAR,
     CARD_ADDRESSBOOK,
@@ -22,6 +23,7 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
+from .loop import LoopMark
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -47,6 +49,18 @@ class UpstreamUnavailable(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class UpstreamLoop(UpstreamUnavailable):
+    """UPSTREAM_URL leads back to davpush: its own request came back and was refused."""
+
+    def __init__(self, base_url: str):
+        super().__init__(
+            508,
+            "the upstream DAV server loops back to davpush: UPSTREAM_URL must be Nextcloud's internal address, "
+            "not the public one that routes DAV requests to davpush",
+        )
+        self.base_url = base_url
 
 
 class UnreadableRequestBody(Exception):
@@ -119,8 +133,10 @@ _LOOKUP_BODY = (
 
 
 class Upstream:
-    def __init__(self, base_url: str, *, timeout: float, verify_tls: bool = True, pool_size: int = 64):
+    def __init__(self, base_url: str, *, timeout: float, verify_tls: bool = True, pool_size: int = 64,
+                 mark: LoopMark | None = None):
         self.base_url = base_url.rstrip("/")
+        self.mark = mark  # put on every request sent from here (see loop.py)
         self.timeout = (10.0, timeout)
         self.session = requests.Session()
         self.session.headers.clear()  # a proxy must not add headers of its own
@@ -135,8 +151,10 @@ class Upstream:
 
     def send(self, method: str, raw_path_and_query: str, headers, body=None, stream: bool = True,
              timeout: float | None = None):
+        if self.mark is not None:
+            headers = self.mark.stamp(headers or {})
         try:
-            return self.session.request(
+            response = self.session.request(
                 method,
                 self.url(raw_path_and_query),
                 headers=headers,
@@ -149,6 +167,10 @@ class Upstream:
             raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
         except requests.RequestException:
             raise UpstreamUnavailable(502, "the upstream DAV server is unreachable") from None
+        if self.mark is not None and self.mark.is_loop_answer(response.status_code, response.headers):
+            response.close()
+            raise UpstreamLoop(self.base_url)
+        return response
 
     def lookup(self, raw_path: str, authorization: str | None, forwarded: dict | None = None) -> CollectionFacts:
         """PROPFIND Depth 0 with the caller's own credentials: who they are and what this is.
@@ -179,7 +201,8 @@ class Upstream:
                 facts.kind = "addressbook"
         facts.owner_principal = xmlsafe.text_of(props.get(OC_OWNER_PRINCIPAL)) or _href(props.get(D_OWNER))
         facts.current_user_principal = _href(props.get(D_CURRENT_USER_PRINCIPAL))
-        facts.sync_token = xmlsafe.text_of(props.get(D_SYNC_TOKEN)) or None
+        token = xmlsafe.text_of(props.get(D_SYNC_TOKEN)) or None
+        facts.sync_token = None if has_oversized_counter(token) else token  # unknown rather than poisonous
         return facts
 
 
