@@ -1,7 +1,7 @@
 """The push sender on aiohttp: the alternative measured for issue 10, kept for bench/delivery.py.
 
 Same public API, lanes, straggler demotion, SSRF guard and outcome rules as the service's
-app/delivery/sender.py; the HTTP exchange is aiohttp's. It reached about 70 % of the hand-written
+app/delivery/sender.py; the HTTP exchange is aiohttp's. It reached 68–79 % of the hand-written
 sender's throughput (bench/RESULTS.md), below the 85 % the issue required for adoption, so the
 service kept its own HTTP/1.1 client. bench/aiohttp_worker.py runs a worker with this sender.
 

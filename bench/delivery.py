@@ -94,8 +94,11 @@ class Arm:
         self.topic, self.subscriptions, _ = common.make_subscriptions(
             self.services, self.bench.receiver, "calendars/bench/fanout", args.subs, prefix=f"{self.sender[0]}")
         name = f"worker-{self.sender}-{self.bench.latency_ms:g}ms"
-        self.worker = common.Proc(SENDER_WORKERS[self.sender], env=self.env, log_name=f"{name}.log",
-                                  cwd=args.worker_cwd or common.ROOT)
+        if self.sender == "reference":  # the service's worker as it is in another checkout
+            command, cwd = SENDER_WORKERS["hand-written"], args.reference_checkout
+        else:
+            command, cwd = SENDER_WORKERS[self.sender], args.worker_cwd or common.ROOT
+        self.worker = common.Proc(command, env=self.env, log_name=f"{name}.log", cwd=cwd)
         common.wait_for_worker(self.services, self.worker)
         self.run(warmup=True)  # pools, VAPID header, imports: a long-lived worker has them
 
@@ -275,6 +278,9 @@ def main() -> int:
     parser.add_argument("--no-capacity-check", action="store_true")
     parser.add_argument("--worker-cwd", default="",
                         help="experiment: run the worker from another checkout (e.g. one with the old app/delivery files)")
+    parser.add_argument("--reference-checkout", default="",
+                        help="adds the sender \"reference\": the service's worker run from this checkout "
+                             "(e.g. a git worktree of an earlier commit), for a before/after comparison in one run")
     parser.add_argument("--worker-pythonpath", default="",
                         help="experiment: PYTHONPATH for the worker process (e.g. a --target dir holding hiredis)")
     args = parser.parse_args()
@@ -288,7 +294,9 @@ def main() -> int:
         print(f"receiver capacity (Node client, 64 keep-alive connections, same 2 cores): {capacity['rate']:.0f} req/s")
 
     senders = [x.strip() for x in args.senders.split(",") if x.strip()]
-    unknown = [x for x in senders if x not in SENDER_WORKERS]
+    if args.reference_checkout and "reference" not in senders:
+        senders.append("reference")
+    unknown = [x for x in senders if x not in SENDER_WORKERS and x != "reference"]
     if unknown:
         parser.error(f"unknown sender(s) {unknown}; known: {', '.join(SENDER_WORKERS)}")
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]

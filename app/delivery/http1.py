@@ -10,8 +10,9 @@
   skipped; HTTP/1.0, `Connection: close`, conflicting lengths, garbage or leftover bytes mean the
   connection is not reused; the head is capped at MAX_ANSWER_HEAD bytes and MAX_ANSWER_HEADERS.
 
-Written instead of using an HTTP library because it costs a quarter of the CPU per push of
-aiohttp's client (bench/RESULTS.md, issue 10), and a worker's throughput is bound by CPU.
+Written instead of using an HTTP library: a worker's throughput is bound by its CPU, and with
+aiohttp's client a worker needed 1.4–1.6× the CPU per push and reached 73–76 % of the throughput
+(measured side by side, bench/RESULTS.md, issue 10).
 """
 from __future__ import annotations
 
