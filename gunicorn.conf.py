@@ -1,16 +1,26 @@
 """gunicorn settings for davpush's web process (read automatically from this directory).
 
-Threaded workers suit a streaming proxy: a slow upload or download holds a
-thread, not a whole process.
+gevent workers: every request is a greenlet, so DAV requests that wait on a slow or hung
+upstream never make webhooks, registrations or /push/healthz wait for a free thread (with a
+thread pool they queue behind them). WEB_CONNECTIONS bounds the requests one worker process
+serves at once. WEB_WORKER_CLASS=gthread is the fallback without gevent.
 """
 import os
 import sys
 
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # Patch before anything imports ssl or socket (the app's modules do, in on_starting below):
+    # patching later breaks TLS to an https upstream.
+    from gevent import monkey
+
+    monkey.patch_all()
+
 bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "32"))
-timeout = 120  # worker heartbeat; gthread keeps long transfers alive in their threads
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+threads = int(os.environ.get("WEB_THREADS", "32"))  # gthread only
+timeout = 120  # worker heartbeat; long transfers are kept alive in their own greenlet or thread
 graceful_timeout = 30
 keepalive = 5
 accesslog = None  # davpush writes its own request log lines (with request ids, without secrets)

@@ -6,7 +6,7 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -38,6 +38,12 @@ def _challenge() -> Response:
     )
 
 
+@blueprint.route("/livez", methods=["GET", "HEAD"])
+def livez():
+    """Liveness: the process answers (no Redis, no upstream: a restart would not fix those)."""
+    return Response("ok\n", 200, {"Cache-Control": "no-store"}, mimetype="text/plain")
+
+
 @blueprint.route("/healthz", methods=["GET"])
 def healthz():
     results = checks.collect(current_app.extensions["davpush"])
@@ -55,7 +61,7 @@ def metrics():
         return _challenge()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(services))
-    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class _Collector:
@@ -64,7 +70,7 @@ class _Collector:
     COUNTERS = {
         "webhook_events": ("davpush_webhook_events", "Webhook events by class and outcome", ("event", "outcome")),
         "registrations": ("davpush_registrations", "Registration requests by result", ("action",)),
-        "pushes": ("davpush_pushes", "Push requests by outcome and push-service origin", ("outcome", "origin")),
+        "pushes": ("davpush_pushes", "Push requests by outcome and push service (fcm, mozilla, apple, windows, ntfy.sh or other)", ("outcome", "origin")),
         "events_merged": ("davpush_events_merged", "Changes merged into an already queued delivery", ()),
         "events_stale": ("davpush_events_stale", "Changes dropped because their sync-token was already pushed", ()),
         "gateway_writes": ("davpush_gateway_writes", "Successful DAV writes observed by the gateway", ("outcome",)),
@@ -130,6 +136,7 @@ def mount_dashboard(app: Flask, services) -> None:
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = not settings.dashboard_allow_delete
     dashboard_web.config.serializer = JSONSerializer
     dashboard_web.setup_rq_connection(app)
+    app.redis_conn = services.redis  # the service's own client: its timeouts, TLS settings and pool
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
 
     @app.before_request

@@ -23,6 +23,9 @@ logger = logging.getLogger("davpush.changes")
 QUEUED, MERGED, NO_SUBSCRIBERS, STALE = "queued", "merged", "no-subscribers", "stale"
 DELIVERY_JOB = "app.jobs.deliver_topic"
 JOB_OPTIONS = dict(result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
+# A delivery job that has not claimed its pending change this long after it was due is presumed
+# lost (its worker died between dequeue and claim): the worker's watchdog enqueues it again.
+CLAIM_GRACE_MS = 30_000
 
 
 class ChangeIngestor:
@@ -42,11 +45,13 @@ class ChangeIngestor:
         if self._is_stale(change):
             self.store.count(counter("events_stale"))
             return STALE
-        if not self.store.merge_pending(change):
+        delay_ms = self._delay_ms(change.topic)
+        due_ms = int(self.clock() * 1000) + delay_ms + CLAIM_GRACE_MS
+        if not self.store.merge_pending(change, due_ms=due_ms):
             self.store.count(counter("events_merged"))
             return MERGED
         try:
-            self._enqueue(change.topic)
+            self._enqueue(change.topic, delay_ms)
         except Exception:
             self.store.take_pending(change.topic)  # no job will ever take it: do not leave it behind
             raise
@@ -60,13 +65,19 @@ class ChangeIngestor:
         delivered = self.store.delivered_token(change.topic)
         return delivered is not None and number <= delivered
 
-    def _enqueue(self, topic: str) -> None:
+    def _delay_ms(self, topic: str) -> int:
         now_ms = int(self.clock() * 1000)
         earliest = self.store.last_delivery_ms(topic) + self.settings.push_min_interval_ms
-        delay_ms = max(self.settings.push_coalesce_ms, earliest - now_ms)
-        job_id = f"deliver-{topic}-{secrets.token_hex(4)}"
-        queue = self.services.queue
-        if delay_ms > 0:
-            queue.enqueue_in(timedelta(milliseconds=delay_ms), DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
-        else:
-            queue.enqueue(DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
+        return max(self.settings.push_coalesce_ms, earliest - now_ms)
+
+    def _enqueue(self, topic: str, delay_ms: int) -> None:
+        enqueue_delivery(self.services.queue, topic, delay_ms)
+
+
+def enqueue_delivery(queue, topic: str, delay_ms: int = 0) -> None:
+    """The delivery job of a topic's pending change, now or after delay_ms."""
+    job_id = f"deliver-{topic}-{secrets.token_hex(4)}"
+    if delay_ms > 0:
+        queue.enqueue_in(timedelta(milliseconds=delay_ms), DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
+    else:
+        queue.enqueue(DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import redis
 
 from .config import ConfigError, load_settings
 
 WORKER_STALE_SECONDS = 60
+CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about that
 
 
 def check_redis(services) -> tuple[bool, str]:
+    from .redis_connect import redis_address, redis_cause
+
+    where = redis_address(services.settings.redis_url)
     try:
         services.redis.ping()
-        return True, "ok"
+        return True, f"ok ({where})"
     except redis.RedisError as error:
-        return False, f"unreachable: {type(error).__name__}"
+        return False, f"{where} unreachable: {redis_cause(error)}"
 
 
 def check_vapid(services) -> tuple[bool, str]:
@@ -26,7 +32,7 @@ def check_vapid(services) -> tuple[bool, str]:
 def check_upstream(services) -> tuple[bool, str]:
     root = (services.settings.dav_prefix or "") + "/"
     try:
-        response = services.upstream.send("OPTIONS", root, {}, None, stream=False)
+        response = services.upstream.send("OPTIONS", root, {}, None, stream=False, timeout=CHECK_SECONDS)
     except Exception as error:  # UpstreamUnavailable and anything the HTTP stack raises
         return False, str(error) or type(error).__name__
     if response.status_code >= 500:
@@ -47,12 +53,22 @@ CHECKS = (("redis", check_redis), ("vapid_key", check_vapid), ("upstream", check
 
 
 def collect(services, only: tuple = ()) -> dict:
+    """Every check at once, each bounded: the answer comes within CHECK_SECONDS (plus a little)
+    whatever hangs (Redis, upstream); a check that did not finish in time fails as "timed out"."""
+    chosen = [(name, check) for name, check in CHECKS if not only or name in only]
+    pool = ThreadPoolExecutor(max_workers=len(chosen) or 1, thread_name_prefix="check")
+    futures = {name: pool.submit(check, services) for name, check in chosen}
+    deadline = time.monotonic() + CHECK_SECONDS
     results = {}
-    for name, check in CHECKS:
-        if only and name not in only:
-            continue
-        ok, detail = check(services)
+    for name, future in futures.items():
+        try:
+            ok, detail = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            ok, detail = False, f"timed out after {CHECK_SECONDS:g} s"
+        except Exception as error:
+            ok, detail = False, f"failed: {type(error).__name__}"
         results[name] = {"ok": ok, "detail": detail}
+    pool.shutdown(wait=False)
     return results
 
 

@@ -5,15 +5,23 @@ import argparse
 import os
 import sys
 
+import redis
+
 from .config import ConfigError
 
 
 def _vapid_generate(args) -> int:
-    from .delivery.vapid import VapidKeyError, generate_key_file, public_key_b64
+    from .delivery.vapid import VapidKeyError, generate_key_file, key_raw_b64, new_key, public_key_b64
 
+    if args.stdout:
+        vapid = new_key()
+        print(key_raw_b64(vapid))  # one line, for VAPID_PRIVATE_KEY
+        print(f"public key: {public_key_b64(vapid)} (keep the private key: changing it breaks every subscription)",
+              file=sys.stderr)
+        return 0
     path = args.file or os.environ.get("VAPID_PRIVATE_KEY_FILE")
     if not path:
-        print("davpush: give --file PATH or set VAPID_PRIVATE_KEY_FILE", file=sys.stderr)
+        print("davpush: give --file PATH (or set VAPID_PRIVATE_KEY_FILE), or --stdout to print the key", file=sys.stderr)
         return 2
     try:
         vapid = generate_key_file(path)
@@ -26,14 +34,15 @@ def _vapid_generate(args) -> int:
 
 
 def _vapid_show(args) -> int:
-    from .delivery.vapid import VapidKeyError, load_key, public_key_b64
+    from .config import vapid_key_from
+    from .delivery.vapid import VapidKeyError, load_key, parse_key, public_key_b64
 
-    path = args.file or os.environ.get("VAPID_PRIVATE_KEY_FILE")
-    if not path:
-        print("davpush: give --file PATH or set VAPID_PRIVATE_KEY_FILE", file=sys.stderr)
-        return 2
     try:
-        print(public_key_b64(load_key(path)))
+        if args.file:
+            vapid = load_key(args.file)
+        else:
+            vapid = parse_key(vapid_key_from(os.environ)[0].encode(), "the VAPID key")
+        print(public_key_b64(vapid))
     except VapidKeyError as error:
         print(f"davpush: {error}", file=sys.stderr)
         return 1
@@ -46,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     vapid = commands.add_parser("vapid", help="manage the server's VAPID key").add_subparsers(dest="action", required=True)
     generate = vapid.add_parser("generate", help="write a new VAPID private key (refuses to overwrite)")
-    generate.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY_FILE)")
+    target = generate.add_mutually_exclusive_group()
+    target.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY_FILE)")
+    target.add_argument("--stdout", action="store_true",
+                        help="print the key (base64url, one line) for VAPID_PRIVATE_KEY instead of writing a file")
     generate.set_defaults(handler=_vapid_generate)
     show = vapid.add_parser("show", help="print the 87-character public key clients receive")
-    show.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY_FILE)")
+    show.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY or $VAPID_PRIVATE_KEY_FILE)")
     show.set_defaults(handler=_vapid_show)
 
     from . import cli_ops
@@ -65,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"davpush: configuration error: {error}", file=sys.stderr)
         return 2
+    except redis.RedisError as error:
+        from .redis_connect import redis_address, redis_cause
+
+        where = redis_address(os.environ.get("REDIS_URL", ""))
+        print(f"davpush: cannot use Redis at {where}: {redis_cause(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

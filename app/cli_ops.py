@@ -30,8 +30,7 @@ def _worker(args) -> int:
 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
-    run_worker(burst=args.burst)
-    return 0
+    return run_worker(burst=args.burst)
 
 
 def _web(args) -> int:

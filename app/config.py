@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from .config_sources import SourceError, is_placeholder, read_file, value_or_file
 from .delivery.ssrf import BlockedEndpoint, check_shape
+from .redis_connect import RedisUrlError, check_url
 from .nextcloud import paths as nextcloud_paths
 
 # Push services built for heavy fan-in from one sender get more requests in flight
@@ -32,10 +34,10 @@ class Settings:
     redis_url: str
     upstream_url: str
     public_url: str
-    webhook_secret: str
-    vapid_private_key_file: str
+    webhook_secret: str = field(repr=False)
+    vapid_private_key_file: str  # "" when the key comes from VAPID_PRIVATE_KEY
     vapid_subject: str
-    secret_key: str
+    secret_key: str = field(repr=False)
     dav_prefix: str = nextcloud_paths.DAV_PREFIX
     upstream_flavor: str = "nextcloud"
     upstream_timeout: float = 300.0
@@ -52,14 +54,20 @@ class Settings:
     push_origin_concurrency: tuple = LARGE_PUSH_SERVICES
     push_connect_timeout: float = 5.0
     push_read_timeout: float = 10.0
-    push_max_attempts: int = 5
+    push_max_attempts: int = 8
+    push_straggler_seconds: float = 0.5
+    fanout_lease_seconds: int = 15
+    redis_socket_timeout: float = 1.5
     purge_interval: int = 600
-    admin_password: str = ""
+    admin_password: str = field(default="", repr=False)
     dashboard_allow_delete: bool = False
     log_format: str = "text"
     log_level: str = "INFO"
     queue_name: str = "davpush"
     redis_prefix: str = "dp:"
+    redis_ssl_cert_reqs: str = "required"
+    redis_sentinel_password: str = field(default="", repr=False)
+    vapid_private_key_pem: str = field(default="", repr=False)
 
     @property
     def public_base(self) -> str:
@@ -162,21 +170,33 @@ def _vapid_subject(env: Mapping[str, str]) -> str:
     return value
 
 
-def _vapid_file(env: Mapping[str, str]) -> str:
-    path = _required(
-        env, "VAPID_PRIVATE_KEY_FILE", "PEM file of the VAPID key; create it once with `davpush vapid generate`"
-    )
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise ConfigError(
-            f"VAPID_PRIVATE_KEY_FILE={path!r} is not a readable file (create it once with `davpush vapid generate --file {path}`)"
-        )
-    from .delivery.vapid import VapidKeyError, load_key
+def vapid_key_from(env: Mapping[str, str]) -> tuple[str, str]:
+    """(the key as PKCS#8 PEM, its file or ""): from VAPID_PRIVATE_KEY (PEM text or base64url raw
+    key, for platforms without a persistent disk) or VAPID_PRIVATE_KEY_FILE, exactly one of them."""
+    from .delivery.vapid import VapidKeyError, key_pem, parse_key
 
+    direct = env.get("VAPID_PRIVATE_KEY", "").strip()
+    path = env.get("VAPID_PRIVATE_KEY_FILE", "").strip()
+    if direct and path:
+        raise ConfigError("set exactly one of VAPID_PRIVATE_KEY (the key itself) and VAPID_PRIVATE_KEY_FILE "
+                          "(a PEM file), not both")
+    if not direct and not path:
+        raise ConfigError("neither VAPID_PRIVATE_KEY nor VAPID_PRIVATE_KEY_FILE is set: create the key once with "
+                          "`davpush vapid generate --file PATH` (or `--stdout` for VAPID_PRIVATE_KEY)")
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError(f"VAPID_PRIVATE_KEY_FILE={path!r} does not exist "
+                              f"(create it once with `davpush vapid generate --file {path}`)")
+        try:
+            data = read_file(path, "VAPID_PRIVATE_KEY_FILE")
+        except SourceError as error:
+            raise ConfigError(str(error)) from None
+    else:
+        data = direct.replace("\\n", "\n").encode("utf-8")  # PEM pasted into one line with literal \n
     try:
-        load_key(path)
+        return key_pem(parse_key(data, "VAPID_PRIVATE_KEY_FILE" if path else "VAPID_PRIVATE_KEY")), path
     except VapidKeyError as error:
-        raise ConfigError(f"VAPID_PRIVATE_KEY_FILE: {error}") from None
-    return path
+        raise ConfigError(str(error) if str(error).startswith("VAPID") else f"VAPID key: {error}") from None
 
 
 def _dav_prefix(env: Mapping[str, str]) -> str:
@@ -187,8 +207,19 @@ def _dav_prefix(env: Mapping[str, str]) -> str:
     return prefix
 
 
-def _secret(env: Mapping[str, str], name: str, meaning: str, minimum: int) -> str:
-    value = _required(env, name, meaning)
+def _secret(env: Mapping[str, str], name: str, meaning: str, minimum: int, required: bool = True) -> str:
+    """A secret from NAME or NAME_FILE: long enough and not an example's placeholder."""
+    try:
+        value, source = value_or_file(env, name)
+    except SourceError as error:
+        raise ConfigError(str(error)) from None
+    if not value:
+        if required:
+            raise ConfigError(f"{name} (or {name}_FILE) is not set ({meaning})")
+        return ""
+    if is_placeholder(value):
+        raise ConfigError(f"{source} still holds the example's placeholder: set a random value "
+                          "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if len(value) < minimum:
         raise ConfigError(f"{name} is too short: use at least {minimum} random characters ({meaning})")
     return value
@@ -197,12 +228,14 @@ def _secret(env: Mapping[str, str], name: str, meaning: str, minimum: int) -> st
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError on the first problem."""
     env = os.environ if env is None else env
+    vapid_pem, vapid_file = vapid_key_from(env)
     settings = Settings(
         redis_url=_redis_url(env),
         upstream_url=_http_url(env, "UPSTREAM_URL", "base URL of the DAV server, e.g. https://cloud.example.com"),
         public_url=_http_url(env, "PUBLIC_URL", "external base URL clients use, e.g. https://cloud.example.com"),
         webhook_secret=_secret(env, "WEBHOOK_SECRET", "shared secret of the Nextcloud webhooks", 16),
-        vapid_private_key_file=_vapid_file(env),
+        vapid_private_key_file=vapid_file,
+        vapid_private_key_pem=vapid_pem,
         vapid_subject=_vapid_subject(env),
         secret_key=_secret(env, "SECRET_KEY", "server secret for topics", 32),
         dav_prefix=_dav_prefix(env),
@@ -221,22 +254,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_origin_concurrency=_origin_limits(env, "PUSH_ORIGIN_CONCURRENCY"),
         push_connect_timeout=_number(env, "PUSH_CONNECT_TIMEOUT", 5.0, float, 0.1, 60),
         push_read_timeout=_number(env, "PUSH_READ_TIMEOUT", 10.0, float, 0.1, 120),
-        push_max_attempts=_number(env, "PUSH_MAX_ATTEMPTS", 5, int, 1, 20),
+        push_max_attempts=_number(env, "PUSH_MAX_ATTEMPTS", 8, int, 1, 20),
+        push_straggler_seconds=_number(env, "PUSH_STRAGGLER_SECONDS", 0.5, float, 0.05, 60),
+        fanout_lease_seconds=_number(env, "FANOUT_LEASE_SECONDS", 15, int, 3, 600),
+        redis_socket_timeout=_number(env, "REDIS_SOCKET_TIMEOUT", 1.5, float, 0.1, 60),
         purge_interval=_number(env, "PURGE_INTERVAL", 600, int, 10, 86400),
-        admin_password=env.get("ADMIN_PASSWORD", ""),
+        admin_password=_secret(env, "ADMIN_PASSWORD", "password of the admin pages", 12, required=False),
         dashboard_allow_delete=_bool(env, "RQ_DASHBOARD_ALLOW_DELETE", False),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         queue_name=env.get("QUEUE_NAME", "davpush").strip() or "davpush",
         redis_prefix=env.get("REDIS_PREFIX", "dp:").strip() or "dp:",
+        redis_ssl_cert_reqs=_choice(env, "REDIS_SSL_CERT_REQS", "required", ("required", "none")),
+        redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD", "password of the Redis Sentinels", 1, required=False),
     )
-    if settings.admin_password and len(settings.admin_password) < 12:
-        raise ConfigError("ADMIN_PASSWORD is too short: use at least 12 characters")
     return settings
 
 
 def _redis_url(env: Mapping[str, str]) -> str:
     value = _required(env, "REDIS_URL", "e.g. redis://localhost:6379/0; `davpush up` starts a private one when unset")
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        check_url(value)
+    except RedisUrlError as error:
+        raise ConfigError(f"REDIS_URL {error}") from None
     return value

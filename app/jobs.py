@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 
 from .config import load_settings
@@ -12,8 +13,14 @@ from .delivery.sender import PushSender
 from .services import build_services
 
 logger = logging.getLogger("davpush.jobs")
+RESUME_JOB = "app.jobs.resume_fanout"
 _context = None
 _context_lock = threading.Lock()
+
+
+def process_name() -> str:
+    """This process in worker lists, heartbeats and fan-out leases."""
+    return f"davpush-{socket.gethostname()}-{os.getpid()}"
 
 
 class WorkerContext:
@@ -28,8 +35,9 @@ class WorkerContext:
             read_timeout=settings.push_read_timeout,
             allow_http=settings.push_allow_http,
             allowed_networks=settings.push_allowed_networks,
+            straggler_after=settings.push_straggler_seconds,
         )
-        self.deliverer = Deliverer(services, self.sender)
+        self.deliverer = Deliverer(services, self.sender, owner=process_name())
         self.pid = os.getpid()
 
 
@@ -56,6 +64,10 @@ def deliver_topic(topic: str) -> dict:
 
 def retry_pushes(topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
     return context().deliverer.retry(topic, plaintext, subscription_ids, attempt, accepted_ms, queued_ms)
+
+
+def resume_fanout(fanout_id: str, token: str) -> dict:
+    return context().deliverer.resume(fanout_id, token)
 
 
 def purge_expired() -> dict:

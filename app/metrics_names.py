@@ -5,7 +5,31 @@ process (web, workers) adds to the same numbers.
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+# Push services named in metrics; every other origin is "other", so a user who registers
+# endpoints on many hosts cannot grow the metrics without bound.
+KNOWN_PUSH_SERVICES = (
+    ("fcm.googleapis.com", "fcm"),
+    ("updates.push.services.mozilla.com", "mozilla"),
+    ("web.push.apple.com", "apple"),
+    (".notify.windows.com", "windows"),
+    ("ntfy.sh", "ntfy.sh"),
+)
+
+
+def push_service_label(url: str) -> str:
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return "other"
+    for suffix, label in KNOWN_PUSH_SERVICES:
+        if host == suffix or (suffix.startswith(".") and host.endswith(suffix)):
+            return label
+    return "other"
 
 
 def counter(name: str, **labels: str) -> str:

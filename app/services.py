@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from .collections import CollectionResolver
 from .config import Settings
-from .delivery.vapid import VapidSigner, load_key
+from .delivery.vapid import VapidSigner, parse_key
 from .gateway.upstream import Upstream
+from .redis_connect import redis_client
 from .store import Store
 
 
@@ -25,17 +25,14 @@ class Services:
     queue: Queue
 
 
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
-
-
 def build_services(settings: Settings) -> Services:
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.redis_socket_timeout, settings.redis_ssl_cert_reqs,
+                          settings.redis_sentinel_password)
     return Services(
         settings=settings,
         redis=client,
         store=Store(client, settings.redis_prefix),
-        signer=VapidSigner(load_key(settings.vapid_private_key_file), settings.vapid_subject),
+        signer=VapidSigner(parse_key(settings.vapid_private_key_pem.encode(), "the VAPID key"), settings.vapid_subject),
         resolver=CollectionResolver(settings.dav_prefix, settings.upstream_flavor),
         upstream=Upstream(settings.upstream_url, timeout=settings.upstream_timeout, verify_tls=settings.upstream_verify_tls),
         queue=Queue(settings.queue_name, connection=client, serializer=JSONSerializer),

@@ -8,6 +8,11 @@ the configured prefix, "dp:" by default):
   {p}expiry               zset    every subscription id, scored by expiry
   {p}dedupe               hash    sha256(user, collection, push-resource) -> id
   {p}pending:<topic>      hash    the merged change waiting for its delivery job
+  {p}due                  zset    topic -> ms by which a delivery job should have claimed its
+                                  pending change (a watchdog re-enqueues the job after that)
+  {p}fanout:<id>          hash    a fan-out being delivered: the change (or retry) and its owner
+  {p}fanout:<id>:done     set     subscription ids whose push of that fan-out has an outcome
+  {p}fanouts              zset    fan-out id -> ms at which its owner's lease ends
   {p}last:<topic>         string  ms timestamp of the last delivery start (rate limit)
   {p}delivered:<topic>    string  highest sync-token number delivered (stale-event filter)
   {p}seen:<sha256>        string  webhook bodies already accepted (duplicate filter)
@@ -26,6 +31,8 @@ import time
 import redis
 
 from .protocol.subscription import Change, Subscription, sync_token_number
+
+FANOUT_TTL = 7 * 86400  # a fan-out record outlives any retry schedule, then goes away by itself
 
 _UPSERT = """
 -- KEYS: dedupe, expiry, topic, new record
@@ -81,9 +88,9 @@ return n
 """
 
 _MERGE_PENDING = """
--- KEYS: pending ; ARGV: content depth ('' none), property (0/1), deleted (0/1), token ('' unknown),
+-- KEYS: pending, due ; ARGV: content depth ('' none), property (0/1), deleted (0/1), token ('' unknown),
 --       token number ('' when not numeric), exclude (json list), accepted ms, ttl seconds, has content (0/1),
---       request id
+--       request id, topic, due ms
 -- Token fields: tk = token to send, tn = its number, '' when not numeric, 'u' when unknown.
 local key = KEYS[1]
 local has_content = ARGV[9] == '1'
@@ -93,6 +100,7 @@ if redis.call('EXISTS', key) == 0 then
   redis.call('HSET', key, 'c', ARGV[1], 'p', ARGV[2], 'd', ARGV[3], 'tk', token, 'tn', number,
              'x', ARGV[6], 't0', ARGV[7], 'n', 1, 'r', ARGV[10])
   redis.call('EXPIRE', key, ARGV[8])
+  redis.call('ZADD', KEYS[2], ARGV[12], ARGV[11])
   return 1
 end
 local c = redis.call('HGET', key, 'c')
@@ -123,9 +131,69 @@ return 0
 """
 
 _TAKE = """
+-- KEYS: pending, due ; ARGV: topic
 local value = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return value
+"""
+
+_CLAIM = """
+-- KEYS: pending, due, fanout, fanouts ; ARGV: topic, fan-out id, owner, lease end ms, ttl seconds
+-- The pending change becomes a fan-out owned by the caller in one step: a crash can lose neither.
+local value = redis.call('HGETALL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if #value == 0 then return value end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[3], unpack(value))
+redis.call('HSET', KEYS[3], 'kind', 'change', 'topic', ARGV[1], 'owner', ARGV[3], 'resumes', 0)
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+return value
+"""
+
+_OVERDUE = """
+-- KEYS: pending, due ; ARGV: topic, next due ms
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  return 1
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 0
+"""
+
+_RENEW = """
+-- KEYS: fanouts, then fan-out records ; ARGV: owner, lease end ms, then fan-out ids
+local renewed = 0
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'owner') == ARGV[1] then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i + 1])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+_RECLAIM = """
+-- KEYS: fanouts, fanout ; ARGV: fan-out id, now ms, token, lease end ms
+-- Hands an abandoned fan-out (lease over) to `token`; nil when it is still owned or gone.
+local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not lease or tonumber(lease) > tonumber(ARGV[2]) then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+redis.call('HSET', KEYS[2], 'owner', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return redis.call('HINCRBY', KEYS[2], 'resumes', 1)
+"""
+
+_TAKE_OVER = """
+-- KEYS: fanouts, fanout ; ARGV: fan-out id, token, new owner, lease end ms
+if redis.call('HGET', KEYS[2], 'owner') ~= ARGV[2] then return {} end
+redis.call('HSET', KEYS[2], 'owner', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return redis.call('HGETALL', KEYS[2])
 """
 
 _MAX_NUMBER = """
@@ -144,6 +212,11 @@ class Store:
         self._set_if_exists = client.register_script(_SET_IF_EXISTS)
         self._merge = client.register_script(_MERGE_PENDING)
         self._take = client.register_script(_TAKE)
+        self._claim = client.register_script(_CLAIM)
+        self._overdue = client.register_script(_OVERDUE)
+        self._renew = client.register_script(_RENEW)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._take_over = client.register_script(_TAKE_OVER)
         self._max_number = client.register_script(_MAX_NUMBER)
 
     # -- keys -----------------------------------------------------------------
@@ -263,12 +336,14 @@ class Store:
         return self.redis.zcard(self._expiry)
 
     # -- pending changes (coalescing) ---------------------------------------------
-    def merge_pending(self, change: Change, ttl: int = 3600) -> bool:
+    def merge_pending(self, change: Change, ttl: int = 3600, due_ms: int | None = None) -> bool:
         """Merge a change into its topic's pending change; True if it created one
-        (the caller then enqueues the delivery job)."""
+        (the caller then enqueues the delivery job, which must claim it by `due_ms`)."""
         number = sync_token_number(change.sync_token)
+        if due_ms is None:
+            due_ms = int(time.time() * 1000) + 30_000
         created = self._merge(
-            keys=[f"{self.p}pending:{change.topic}"],
+            keys=[f"{self.p}pending:{change.topic}", self._due],
             args=[
                 change.content_depth or "",
                 "1" if change.property_update else "0",
@@ -280,26 +355,90 @@ class Store:
                 ttl,
                 "1" if change.content_depth is not None else "0",
                 change.request_id,
+                change.topic,
+                due_ms,
             ],
         )
         return bool(created)
 
     def take_pending(self, topic: str) -> Change | None:
-        flat = self._take(keys=[f"{self.p}pending:{topic}"])
-        if not flat:
-            return None
-        f = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return Change(
-            topic=topic,
-            content_depth=f.get("c") or None,
-            property_update=f.get("p") == "1",
-            collection_deleted=f.get("d") == "1",
-            sync_token=f.get("tk") or None,
-            exclude=frozenset(json.loads(f.get("x") or "[]")),
-            accepted_ms=int(f.get("t0") or 0),
-            merged=int(f.get("n") or 1),
-            request_id=f.get("r", ""),
+        """Remove and return a topic's pending change (nobody will deliver it)."""
+        flat = self._take(keys=[f"{self.p}pending:{topic}", self._due], args=[topic])
+        return change_from_fields(topic, _pairs(flat)) if flat else None
+
+    def claim_pending(self, topic: str, fanout_id: str, owner: str, lease_until_ms: int) -> Change | None:
+        """Turn the topic's pending change into a fan-out owned by `owner` (None: nothing pending)."""
+        flat = self._claim(
+            keys=[f"{self.p}pending:{topic}", self._due, self._fanout(fanout_id), self._fanouts],
+            args=[topic, fanout_id, owner, lease_until_ms, FANOUT_TTL],
         )
+        return change_from_fields(topic, _pairs(flat)) if flat else None
+
+    def overdue_pending(self, now_ms: int, next_due_ms: int, limit: int = 100) -> list[str]:
+        """Topics whose pending change no job claimed in time; their deadline moves to next_due_ms."""
+        topics = [_text(t) for t in self.redis.zrangebyscore(self._due, "-inf", now_ms, start=0, num=limit)]
+        return [t for t in topics if self._overdue(keys=[f"{self.p}pending:{t}", self._due], args=[t, next_due_ms])]
+
+    # -- fan-outs in progress (at-least-once delivery) ------------------------------
+    @property
+    def _fanouts(self) -> str:
+        return f"{self.p}fanouts"
+
+    @property
+    def _due(self) -> str:
+        return f"{self.p}due"
+
+    def _fanout(self, fanout_id: str) -> str:
+        return f"{self.p}fanout:{fanout_id}"
+
+    def start_fanout(self, fanout_id: str, fields: dict, owner: str, lease_until_ms: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._fanout(fanout_id), mapping={**fields, "owner": owner, "resumes": 0})
+        pipe.expire(self._fanout(fanout_id), FANOUT_TTL)
+        pipe.zadd(self._fanouts, {fanout_id: lease_until_ms})
+        pipe.execute()
+
+    def fanout_progress(self, fanout_id: str, done_ids) -> None:
+        """Record the subscriptions whose push has an outcome (they are skipped on resume)."""
+        done_ids = list(done_ids)
+        if done_ids:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(f"{self._fanout(fanout_id)}:done", *done_ids)
+            pipe.expire(f"{self._fanout(fanout_id)}:done", FANOUT_TTL)
+            pipe.execute()
+
+    def finish_fanout(self, fanout_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._fanout(fanout_id), f"{self._fanout(fanout_id)}:done")
+        pipe.zrem(self._fanouts, fanout_id)
+        pipe.execute()
+
+    def renew_fanouts(self, fanout_ids, owner: str, lease_until_ms: int) -> int:
+        fanout_ids = list(fanout_ids)
+        if not fanout_ids:
+            return 0
+        keys = [self._fanouts, *(self._fanout(i) for i in fanout_ids)]
+        return int(self._renew(keys=keys, args=[owner, lease_until_ms, *fanout_ids]))
+
+    def abandoned_fanouts(self, now_ms: int, limit: int = 100) -> list[str]:
+        return [_text(i) for i in self.redis.zrangebyscore(self._fanouts, "-inf", now_ms, start=0, num=limit)]
+
+    def reclaim_fanout(self, fanout_id: str, now_ms: int, token: str, lease_until_ms: int) -> int | None:
+        """Give an abandoned fan-out to `token`; the number of times it was resumed, or None."""
+        resumes = self._reclaim(keys=[self._fanouts, self._fanout(fanout_id)],
+                                args=[fanout_id, now_ms, token, lease_until_ms])
+        return None if resumes is None else int(resumes)
+
+    def take_over_fanout(self, fanout_id: str, token: str, owner: str, lease_until_ms: int) -> dict | None:
+        """The fan-out's record, now owned by `owner`, if it was still handed to `token`."""
+        flat = self._take_over(keys=[self._fanouts, self._fanout(fanout_id)], args=[fanout_id, token, owner, lease_until_ms])
+        return _pairs(flat) if flat else None
+
+    def fanout_done(self, fanout_id: str) -> set[str]:
+        return {_text(i) for i in self.redis.smembers(f"{self._fanout(fanout_id)}:done")}
+
+    def fanout_count(self) -> int:
+        return self.redis.zcard(self._fanouts)
 
     def pending_exists(self, topic: str) -> bool:
         return bool(self.redis.exists(f"{self.p}pending:{topic}"))
@@ -307,10 +446,6 @@ class Store:
     def any_pending(self) -> bool:
         """Whether any topic has a change waiting (a SCAN: for checks and tests, not hot paths)."""
         return next(self.redis.scan_iter(match=f"{self.p}pending:*", count=1000), None) is not None
-
-    def restore_pending(self, change: Change) -> None:
-        """Put a taken change back (its delivery could not start)."""
-        self.merge_pending(change)
 
     def last_delivery_ms(self, topic: str) -> int:
         return int(self.redis.get(f"{self.p}last:{topic}") or 0)
@@ -354,6 +489,26 @@ class Store:
             return {}
         values = self.redis.mget(keys)
         return {_text(k)[len(f"{self.p}heartbeat:"):]: int(v) for k, v in zip(keys, values) if v is not None}
+
+
+def _pairs(flat) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def change_from_fields(topic: str, f: dict[str, str]) -> Change:
+    """The change stored in a pending hash (or in a fan-out record made from one)."""
+    return Change(
+        topic=topic,
+        content_depth=f.get("c") or None,
+        property_update=f.get("p") == "1",
+        collection_deleted=f.get("d") == "1",
+        sync_token=f.get("tk") or None,
+        exclude=frozenset(json.loads(f.get("x") or "[]")),
+        accepted_ms=int(f.get("t0") or 0),
+        merged=int(f.get("n") or 1),
+        request_id=f.get("r", ""),
+    )
+
 
 
 def _text(value) -> str:

@@ -146,3 +146,33 @@ def test_davpush_worker_burst_runs_due_scheduled_jobs_and_all_jobs_in_one_proces
     header = pushes[0].header("Authorization")
     assert pushes[1].header("Authorization") == header
     assert verify_vapid(header, expected_public_key=services.signer.public_key, audience=receiver.url, check_exp=True)
+
+
+def test_the_scheduler_thread_takes_over_a_dead_workers_lock_and_moves_due_jobs(make_services):
+    import threading
+
+    from rq.scheduler import RQScheduler
+
+    from app.worker import _scheduler
+
+    services = make_services()
+    lock = RQScheduler.get_locking_key(services.queue.name)
+    services.redis.set(lock, "dead-worker", ex=2)  # a worker killed while it held the lock
+    job = services.queue.enqueue_in(timedelta(seconds=0), PROBE)
+    registry = ScheduledJobRegistry(queue=services.queue)
+    assert registry.count == 1
+
+    stop = threading.Event()
+    thread = threading.Thread(target=_scheduler, args=(stop, services, "me"), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while services.queue.count == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert services.queue.job_ids == [job.id] and registry.count == 0
+        assert services.redis.get(lock) == b"me"
+        assert 0 < services.redis.ttl(lock) <= 10
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert services.redis.get(lock) is None  # released on a clean stop

@@ -52,6 +52,7 @@ MAX_ANSWER_BODY = 4096  # bytes of an answer body that are read at most
 MAX_ANSWER_HEAD = 65536  # status line + headers
 MAX_ANSWER_HEADERS = 100
 MAX_INTERIM = 5  # 1xx answers skipped before the final one
+MAX_DEMOTED_FACTOR = 4  # stragglers outside PUSH_CONCURRENCY, as a multiple of it
 _BUFFER_CAP = MAX_ANSWER_HEAD + MAX_ANSWER_BODY + 65536  # reading pauses beyond this
 USER_AGENT = "davpush"
 _TARGET_SAFE = string.punctuation  # keeps existing %-escapes; only non-ASCII gets encoded
@@ -68,6 +69,22 @@ class PushRequest:
     endpoint: str
     make_body: Callable[[], bytes]  # encryption runs just before the request is sent
     headers: dict
+
+
+class _Flight:
+    """One request in flight: when it becomes a straggler, and whether it already is one."""
+
+    __slots__ = ("deadline", "demoted")
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.demoted = False
+
+
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        error = future.exception()
+        log(logger, logging.ERROR, "push batch failed", error=type(error).__name__, detail=str(error)[:200])
 
 
 class ProtocolError(Exception):
@@ -162,12 +179,14 @@ class PushSender:
         resolver=socket.getaddrinfo,
         ssl_context: ssl.SSLContext | None = None,
         origin_limits: Mapping[str, int] | None = None,
+        straggler_after: float = 0.5,
     ):
         self.concurrency = concurrency
         self.per_origin = per_origin
         self.origin_limits = dict(origin_limits or {})
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.straggler_after = straggler_after
         self.allow_http = allow_http
         self.allowed_networks = allowed_networks
         self.resolver = resolver
@@ -186,6 +205,8 @@ class PushSender:
         self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
         self._origin_slots: dict[str, asyncio.Semaphore] = {}
         self._waiting: set = set()  # connections waiting for an answer (see _sweep)
+        self._flights: set[_Flight] = set()  # requests holding a PUSH_CONCURRENCY slot
+        self._demoted = 0
         self._sweeper = None
         self._shapes: dict[str, ssrf.Endpoint] = {}  # check_shape() is a pure function of the URL
         self._dns = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-dns")
@@ -196,9 +217,11 @@ class PushSender:
         """Requests in flight allowed to one push-service origin."""
         return self.origin_limits.get(origin, self.per_origin)
 
-    def send_all(self, requests: list[PushRequest], authorization: Callable[[str], str]) -> list[Outcome]:
+    def submit(self, requests: list[PushRequest], authorization: Callable[[str], str],
+               on_outcome: Callable[[Outcome], None]) -> None:
+        """Start sending; `on_outcome` gets each push's outcome as soon as it is known (in the
+        sender's thread, or in the caller's for endpoints refused before any I/O). Returns at once."""
         by_origin: dict[str, deque] = defaultdict(deque)
-        outcomes: list[Outcome] = []
         shapes = self._shapes
         if len(shapes) > SHAPE_CACHE_SIZE:
             shapes.clear()
@@ -208,18 +231,30 @@ class PushSender:
                 if endpoint is None:
                     endpoint = shapes[item.endpoint] = ssrf.check_shape(item.endpoint, allow_http=self.allow_http)
             except ssrf.BlockedEndpoint as error:
-                outcomes.append(Outcome(item.subscription_id, BLOCKED, detail=str(error)))
+                on_outcome(Outcome(item.subscription_id, BLOCKED, detail=str(error)))
                 continue
             by_origin[endpoint.origin].append((endpoint, item))
         if not by_origin:
-            return outcomes
+            return
         headers = {origin: authorization(origin) for origin in by_origin}
-        future = asyncio.run_coroutine_threadsafe(self._send_groups(by_origin, headers, outcomes), self._ensure_loop())
-        try:
-            future.result()  # re-raises programming errors instead of losing outcomes
-        except BaseException:
-            future.cancel()  # e.g. the job's timeout fired in this thread
-            raise
+        future = asyncio.run_coroutine_threadsafe(self._send_groups(by_origin, headers, on_outcome), self._ensure_loop())
+        future.add_done_callback(_log_failure)
+
+    def send_all(self, requests: list[PushRequest], authorization: Callable[[str], str]) -> list[Outcome]:
+        """Send and wait for every outcome."""
+        outcomes: list[Outcome] = []
+        finished = threading.Event()
+        lock = threading.Lock()
+
+        def collect(outcome: Outcome) -> None:
+            with lock:
+                outcomes.append(outcome)
+                if len(outcomes) == len(requests):
+                    finished.set()
+
+        if requests:
+            self.submit(requests, authorization, collect)
+            finished.wait()
         return outcomes
 
     def close(self) -> None:
@@ -266,9 +301,9 @@ class PushSender:
             while idle:
                 idle.pop().close()
 
-    async def _send_groups(self, by_origin: dict, headers: dict, outcomes: list) -> None:
+    async def _send_groups(self, by_origin: dict, headers: dict, on_outcome: Callable[[Outcome], None]) -> None:
         lanes = [
-            asyncio.ensure_future(self._drain(origin, queue, headers[origin], outcomes))
+            asyncio.ensure_future(self._drain(origin, queue, headers[origin], on_outcome))
             for origin, queue in by_origin.items()
             for _ in range(min(self.limit_for(origin), len(queue)))
         ]
@@ -278,14 +313,26 @@ class PushSender:
             for lane in lanes:
                 lane.cancel()
 
-    async def _drain(self, origin: str, queue: deque, authorization: str, outcomes: list) -> None:
+    async def _drain(self, origin: str, queue: deque, authorization: str, on_outcome: Callable[[Outcome], None]) -> None:
         origin_slots = self._origin_slots.get(origin)
         if origin_slots is None:
             origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.limit_for(origin))
+        loop = asyncio.get_running_loop()
         while queue:
             endpoint, item = queue.popleft()
-            async with origin_slots, self._slots:
-                outcomes.append(await self._send_one(endpoint, item, authorization))
+            async with origin_slots:
+                await self._slots.acquire()
+                flight = _Flight(loop.time() + self.straggler_after)
+                self._flights.add(flight)
+                try:
+                    outcome = await self._send_one(endpoint, item, authorization)
+                finally:
+                    self._flights.discard(flight)
+                    if flight.demoted:
+                        self._demoted -= 1
+                    else:
+                        self._slots.release()
+            on_outcome(outcome)
 
     async def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
         """One push, one outcome. Whatever goes wrong costs this push only, never the batch:
@@ -359,7 +406,20 @@ class PushSender:
         for conn in [c for c in self._waiting if c.deadline <= now]:
             self._waiting.discard(conn)
             conn.time_out()
+        self._demote_stragglers(now)
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _demote_stragglers(self, now: float) -> None:
+        """Requests slower than straggler_after give their place in PUSH_CONCURRENCY back, so a few
+        push services that never answer cannot hold every slot; their origin's own bound still
+        holds them, and at most MAX_DEMOTED_FACTOR × concurrency are demoted at once."""
+        for flight in self._flights:
+            if self._demoted >= self.concurrency * MAX_DEMOTED_FACTOR:
+                return
+            if not flight.demoted and flight.deadline <= now:
+                flight.demoted = True
+                self._demoted += 1
+                self._slots.release()
 
     def _take_idle(self, key: tuple) -> _Connection | None:
         idle = self._idle.get(key)

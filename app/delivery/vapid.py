@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02, VapidException
 
-from ..protocol.keys import b64url_encode
+from ..protocol.keys import b64url_decode, b64url_encode
 
 TOKEN_LIFETIME = 12 * 3600  # well under RFC 8292's 24 h, robust to clock skew
 RESIGN_WHEN_LEFT = 3600  # Apple asks for no more than one new token per hour
@@ -26,13 +26,47 @@ def load_key(path: str) -> Vapid02:
             data = handle.read()
     except OSError as error:
         raise VapidKeyError(f"cannot read VAPID key file {path}: {error.strerror}") from None
+    return parse_key(data, path)
+
+
+def parse_key(data: bytes, source: str) -> Vapid02:
+    """A P-256 private key as PEM (PKCS#8 or SEC1) or as the base64url raw 32-byte scalar
+    (what `davpush vapid generate --stdout` and most Web Push tools print)."""
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(text, password=None)
+        except (ValueError, TypeError):
+            raise VapidKeyError(f"{source} is not an unencrypted PEM private key") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise VapidKeyError(f"{source} does not hold a P-256 (prime256v1) key")
+        return Vapid02(private_key=key)
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise VapidKeyError(f"{path} is not an unencrypted PEM private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise VapidKeyError(f"{path} does not hold a P-256 (prime256v1) key")
+        raw = b64url_decode(text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raw = b""
+    if len(raw) != 32:
+        raise VapidKeyError(f"{source} is neither a PEM private key nor a base64url raw 32-byte P-256 key")
+    try:
+        key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+    except ValueError:
+        raise VapidKeyError(f"{source} is not a valid P-256 private key") from None
     return Vapid02(private_key=key)
+
+
+def key_pem(vapid: Vapid02) -> str:
+    return vapid.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def key_raw_b64(vapid: Vapid02) -> str:
+    """The base64url raw private scalar: one line, for an environment variable."""
+    return b64url_encode(vapid.private_key.private_numbers().private_value.to_bytes(32, "big"))
+
+
+def new_key() -> Vapid02:
+    return Vapid02(private_key=ec.generate_private_key(ec.SECP256R1()))
 
 
 def generate_key_file(path: str) -> Vapid02:

@@ -133,7 +133,8 @@ class Upstream:
     def url(self, raw_path_and_query: str) -> str:
         return self.base_url + raw_path_and_query
 
-    def send(self, method: str, raw_path_and_query: str, headers, body=None, stream: bool = True):
+    def send(self, method: str, raw_path_and_query: str, headers, body=None, stream: bool = True,
+             timeout: float | None = None):
         try:
             return self.session.request(
                 method,
@@ -142,7 +143,7 @@ class Upstream:
                 data=body,
                 stream=stream,
                 allow_redirects=False,
-                timeout=self.timeout,
+                timeout=self.timeout if timeout is None else (timeout, timeout),
             )
         except requests.Timeout:
             raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
