@@ -166,6 +166,27 @@ class FaultServer:
         """Deliveries (2xx answers) per path."""
         return Counter(a.path for a in self.deliveries())
 
+    def peak_concurrency(self, grace: float = 0.1) -> int:
+        """Most requests open at once (read, not yet answered or closed), from the recorded times.
+
+        Each request counts until `grace` seconds before the server noticed its end, so the time it
+        takes to notice a close cannot make a request that replaced it look concurrent; requests that
+        really overlap (a straggler kept open for seconds) still count.
+        """
+        now = time.monotonic()
+        events = []
+        for a in self.snapshot():
+            if not a.method:
+                continue
+            end = a.answered_at if a.answered_at is not None else now
+            if end - grace > a.at:
+                events += [(a.at, 1), (end - grace, -1)]
+        peak = current = 0
+        for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+            current += step
+            peak = max(peak, current)
+        return peak
+
     def attempts_per_path(self) -> Counter:
         return Counter(a.path for a in self.snapshot())
 
@@ -325,12 +346,16 @@ class FaultServer:
     def _answer(self, conn: socket.socket, attempt: Attempt) -> bool:
         """Answer per mode; False when the connection must end."""
         mode = attempt.mode
-        if mode == "tarpit":
-            with self._cond:  # hold the request until the server stops or the client goes away
-                while not self._stop.is_set() and self._mode == "tarpit":
-                    self._cond.wait(0.5)
-                    if _peer_closed(conn):
+        if mode == "tarpit":  # hold the request until the server stops or the client goes away
+            conn.settimeout(0.2)
+            while not self._stop.is_set() and self._mode == "tarpit":
+                try:
+                    if not conn.recv(65536):  # wakes up at once when the client closes or resets
                         break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
             self._finish(attempt, None)
             return False
         if mode == "drip":

@@ -14,6 +14,7 @@ Everything started is stopped by `stop()` (the fixtures call it), whatever state
 from __future__ import annotations
 
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,8 @@ class Stack:
     def stop(self) -> None:
         for process in reversed(self.started):
             try:
-                process.stop(timeout=10)
+                # gunicorn: SIGINT is its quick shutdown (SIGTERM waits for keep-alive connections)
+                process.stop(timeout=10, sig=signal.SIGINT if process is self.web else signal.SIGTERM)
             except Exception:
                 pass
         self.redis.stop()
