@@ -33,7 +33,8 @@ class CollectionResolver:
         return "/".join(segments)
 
     def collection_key(self, url_or_path: str, owner_principal: str | None = None) -> str | None:
-        """Canonical key of the collection at this URL."""
+        """Canonical key of the collection at this URL. `owner_principal`: the owner upstream
+        reported; without it a shared-view name is taken literally (see nextcloud/paths.py)."""
         segments = self.segments(url_or_path)
         return None if segments is None else self.key_for_segments(segments, owner_principal)
 
@@ -44,6 +45,9 @@ class CollectionResolver:
             return None
         return self.key_for_segments(segments[:-1])
 
-    def is_shared_view(self, url_or_path: str) -> bool:
+    def claimed_key(self, url_or_path: str) -> str | None:
+        """The owner's key a shared-view name claims, unverified (see nextcloud_paths.claimed_key)."""
         segments = self.segments(url_or_path)
-        return bool(segments) and self.flavor == "nextcloud" and nextcloud_paths.is_shared_view(segments)
+        if not segments or self.flavor != "nextcloud":
+            return None
+        return nextcloud_paths.claimed_key(segments)

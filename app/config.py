@@ -45,6 +45,7 @@ class Settings:
     push_allow_http: bool = False
     push_allowed_networks: tuple = ()
     subscription_max_days: int = 7
+    push_max_subscriptions_per_user: int = 250
     push_ttl: int = 86400
     push_urgency: str = "normal"
     push_coalesce_ms: int = 0
@@ -245,6 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_allow_http=_bool(env, "PUSH_ALLOW_HTTP", False),
         push_allowed_networks=_networks(env, "PUSH_ALLOWED_NETWORKS"),
         subscription_max_days=_number(env, "SUBSCRIPTION_MAX_DAYS", 7, int, 3, 365),
+        push_max_subscriptions_per_user=_number(env, "PUSH_MAX_SUBSCRIPTIONS_PER_USER", 250, int, 1, 100000),
         push_ttl=_number(env, "PUSH_TTL", 86400, int, 0, 2419200),
         push_urgency=_choice(env, "PUSH_URGENCY", "normal", ("very-low", "low", "normal", "high")),
         push_coalesce_ms=_number(env, "PUSH_COALESCE_MS", 0, int, 0, 600000),

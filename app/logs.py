@@ -2,6 +2,12 @@
 
 Push endpoints are capability URLs and are only ever logged as origin + short hash;
 credentials and keys are never logged.
+
+Log lines cannot be forged: in the text format every value (message, fields, logger
+name, request id) has CR, LF and the other control characters escaped, field values
+with spaces, quotes or "=" are quoted, and the lines of a traceback are prefixed with
+"  | ", so whatever an exception message contains stays inside its record. The JSON
+format escapes the same characters as JSON string escapes.
 """
 from __future__ import annotations
 
@@ -47,17 +53,49 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # json.dumps escapes C0 controls and (ensure_ascii) everything beyond ASCII; DEL is left.
+        return json.dumps(entry, default=str).replace("\x7f", "\\u007f")
+
+
+# C0 controls, DEL, C1 controls (including NEL), Unicode line/paragraph separators and the
+# bidirectional overrides that make a line read differently from what it contains.
+_UNSAFE = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = str.maketrans({chr(c): _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _UNSAFE})
+TRACEBACK_PREFIX = "  | "
+
+
+def escape_control(value) -> str:
+    """str(value) with CR, LF and every other control character written as an escape."""
+    return str(value).translate(_ESCAPES)
+
+
+def _field_value(value) -> str:
+    """A field value as logfmt: quoted when it has a space, quote or "=", so it cannot fake another field."""
+    text = str(value)
+    if text and not any(c in text for c in ' "='):
+        return escape_control(text)
+    return '"' + escape_control(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _continuation(text: str) -> str:
+    """Multi-line text (a traceback) as prefixed lines: nothing in it can start a record."""
+    return "\n".join(TRACEBACK_PREFIX + escape_control(line) for line in text.split("\n"))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {}) or {}
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name} [{request_id.get()}] {record.getMessage()}"
+        extra = " ".join(f"{escape_control(k)}={_field_value(v)}" for k, v in fields.items())
+        line = (f"{self.formatTime(record)} {record.levelname:<7} {escape_control(record.name)} "
+                f"[{escape_control(request_id.get())}] {escape_control(record.getMessage())}")
         line = f"{line} {extra}" if extra else line
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _continuation(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += "\n" + _continuation(self.formatStack(record.stack_info))
         return line
 
 

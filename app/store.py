@@ -7,6 +7,8 @@ the configured prefix, "dp:" by default):
   {p}topic:<topic>        zset    subscription ids of a topic, scored by expiry
   {p}expiry               zset    every subscription id, scored by expiry
   {p}dedupe               hash    sha256(user, collection, push-resource) -> id
+  {p}user:<sha256(user)>  zset    subscription ids of one user, scored by expiry: the per-user cap
+                                  (subscriptions stored before this index existed join it when renewed)
   {p}pending:<topic>      hash    the merged change waiting for its delivery job
   {p}due                  zset    topic -> ms by which a delivery job should have claimed its
                                   pending change (a watchdog re-enqueues the job after that)
@@ -35,27 +37,37 @@ from .protocol.subscription import Change, Subscription, sync_token_number
 FANOUT_TTL = 7 * 86400  # a fan-out record outlives any retry schedule, then goes away by itself
 
 _UPSERT = """
--- KEYS: dedupe, expiry, topic, new record
--- ARGV: dedupe field, new id, record prefix, expires, now, topic key prefix, then field/value pairs
+-- KEYS: dedupe, expiry, topic, new record, user index
+-- ARGV: dedupe field, new id, record prefix, expires, now, topic key prefix,
+--       most live subscriptions per user (0: no limit), then field/value pairs
+-- Returns {id, created (1/0), location}, or {'', -1, ''} when a new one would exceed the limit.
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 local record = KEYS[4]
 local created = 1
 local id = ARGV[2]
+local old = nil
 if existing and redis.call('EXISTS', ARGV[3] .. existing) == 1 then
-  local old = ARGV[3] .. existing
+  old = ARGV[3] .. existing
   if tonumber(redis.call('HGET', old, 'expires') or '0') > tonumber(ARGV[5]) then
     record = old
     id = existing
     created = 0
-  else
-    -- expired but not purged yet: it is gone for the client, so this is a new registration
-    local old_topic = redis.call('HGET', old, 'topic')
-    redis.call('DEL', old)
-    redis.call('ZREM', KEYS[2], existing)
-    if old_topic then redis.call('ZREM', ARGV[6] .. old_topic, existing) end
   end
 end
-for i = 7, #ARGV, 2 do
+local limit = tonumber(ARGV[7])
+if created == 1 and limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[5])  -- expired ones do not count
+  if redis.call('ZCARD', KEYS[5]) >= limit then return {'', -1, ''} end
+end
+if created == 1 and old then
+  -- expired but not purged yet: it is gone for the client, so this is a new registration
+  local old_topic = redis.call('HGET', old, 'topic')
+  redis.call('DEL', old)
+  redis.call('ZREM', KEYS[2], existing)
+  redis.call('ZREM', KEYS[5], existing)
+  if old_topic then redis.call('ZREM', ARGV[6] .. old_topic, existing) end
+end
+for i = 8, #ARGV, 2 do
   local name = ARGV[i]
   if created == 1 or (name ~= 'id' and name ~= 'created' and name ~= 'location' and name ~= 'last_success') then
     redis.call('HSET', record, name, ARGV[i + 1])
@@ -64,16 +76,19 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], id)
 redis.call('ZADD', KEYS[2], ARGV[4], id)
 redis.call('ZADD', KEYS[3], ARGV[4], id)
+redis.call('ZADD', KEYS[5], ARGV[4], id)
 return {id, created, redis.call('HGET', record, 'location')}
 """
 
 _DELETE = """
--- KEYS: record, expiry, dedupe ; ARGV: id, topic key prefix
+-- KEYS: record, expiry, dedupe ; ARGV: id, topic key prefix, user index prefix
 local topic = redis.call('HGET', KEYS[1], 'topic')
 local dk = redis.call('HGET', KEYS[1], 'dk')
+local uk = redis.call('HGET', KEYS[1], 'uk')
 local existed = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if topic then redis.call('ZREM', ARGV[2] .. topic, ARGV[1]) end
+if uk then redis.call('ZREM', ARGV[3] .. uk, ARGV[1]) end
 if dk and redis.call('HGET', KEYS[3], dk) == ARGV[1] then redis.call('HDEL', KEYS[3], dk) end
 return existed
 """
@@ -111,7 +126,7 @@ if has_content then
     local tn = redis.call('HGET', key, 'tn')
     if tn == 'u' or tn == '' or number == 'u' or number == '' then
       redis.call('HSET', key, 'tk', '', 'tn', 'u')
-    elseif tonumber(number) > tonumber(tn) then
+    elseif #number > #tn or (#number == #tn and number > tn) then  -- exact for 64-bit tokens (Lua numbers are doubles)
       redis.call('HSET', key, 'tk', token, 'tn', number)
     end
   end
@@ -197,10 +212,23 @@ return redis.call('HGETALL', KEYS[2])
 """
 
 _MAX_NUMBER = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+-- Decimal strings without leading zeros compare by length, then digit by digit: exact for
+-- 64-bit numbers, which Lua's doubles are not.
+local current = redis.call('GET', KEYS[1])
+local new = ARGV[1]
+if not current or #new > #current or (#new == #current and new > current) then
+  redis.call('SET', KEYS[1], new, 'EX', ARGV[2])
+end
 return 1
 """
+
+
+class SubscriptionLimitReached(Exception):
+    """The user already has the most live subscriptions allowed."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} live subscriptions per user")
+        self.limit = limit
 
 
 class Store:
@@ -238,18 +266,31 @@ class Store:
     def dedupe_field(user: str, collection: str, push_resource: str) -> str:
         return hashlib.sha256(f"{user}\x00{collection}\x00{push_resource}".encode()).hexdigest()[:32]
 
+    @staticmethod
+    def user_field(user: str) -> str:
+        return hashlib.sha256(user.encode()).hexdigest()[:32]
+
+    def _user(self, user_field: str) -> str:
+        return f"{self.p}user:{user_field}"
+
     # -- subscriptions ----------------------------------------------------------
-    def upsert(self, subscription: Subscription, now: float | None = None) -> tuple[str, bool, str]:
+    def upsert(self, subscription: Subscription, now: float | None = None, limit: int = 0) -> tuple[str, bool, str]:
         """Create, or update the keys, triggers and expiry of, the live registration of
-        (user, collection, push-resource). Returns (id, created, location)."""
+        (user, collection, push-resource). Returns (id, created, location).
+
+        With a limit, creating one more than `limit` live subscriptions for the user raises
+        SubscriptionLimitReached (checked atomically); renewing an existing one never does."""
         now = time.time() if now is None else now
         dk = self.dedupe_field(subscription.user, subscription.collection, subscription.push_resource)
-        fields = dict(subscription.to_fields(), dk=dk)
-        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires, now, f"{self.p}topic:"]
+        uk = self.user_field(subscription.user)
+        fields = dict(subscription.to_fields(), dk=dk, uk=uk)
+        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires, now, f"{self.p}topic:", limit]
         for name, value in fields.items():
             args.extend((name, value))
-        keys = [self._dedupe, self._expiry, self._topic(subscription.topic), self._sub(subscription.id)]
+        keys = [self._dedupe, self._expiry, self._topic(subscription.topic), self._sub(subscription.id), self._user(uk)]
         sub_id, created, location = self._upsert(keys=keys, args=args)
+        if created == -1:
+            raise SubscriptionLimitReached(limit)
         return _text(sub_id), bool(created), _text(location)
 
     def get(self, sub_id: str, now: float | None = None) -> Subscription | None:
@@ -263,7 +304,8 @@ class Store:
         return subscription
 
     def delete(self, sub_id: str) -> bool:
-        return bool(self._delete(keys=[self._sub(sub_id), self._expiry, self._dedupe], args=[sub_id, f"{self.p}topic:"]))
+        return bool(self._delete(keys=[self._sub(sub_id), self._expiry, self._dedupe],
+                                 args=[sub_id, f"{self.p}topic:", f"{self.p}user:"]))
 
     def live_for_topic(self, topic: str, now: float | None = None) -> list[Subscription]:
         now = time.time() if now is None else now

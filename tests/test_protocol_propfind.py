@@ -104,11 +104,13 @@ def test_supported_triggers_value():
 def test_keys_for_nextcloud_paths():
     r = CollectionResolver("/remote.php/dav")
     assert r.collection_key("/remote.php/dav/calendars/alice/work/") == "calendars/alice/work"
-    assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/alice/work"
+    assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/", "principals/users/alice") == "calendars/alice/work"
+    assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/bob/work_shared_by_alice"
     assert r.collection_key("/remote.php/dav/calendars/bob/a_shared_by_b_shared_by_alice/", "principals/users/alice") == "calendars/alice/a_shared_by_b"
-    assert r.collection_key("https://cloud.example/remote.php/dav/addressbooks/users/bob/contacts_shared_by_alice/") == "addressbooks/users/alice/contacts"
+    assert r.collection_key("https://cloud.example/remote.php/dav/addressbooks/users/bob/contacts_shared_by_alice/",
+                            "/remote.php/dav/principals/users/alice/") == "addressbooks/users/alice/contacts"
     assert r.collection_key("/remote.php/dav/calendars/al%40ice.com/work/") == "calendars/al@ice.com/work"
-    assert r.parent_key("/remote.php/dav/calendars/bob/work_shared_by_alice/event.ics") == "calendars/alice/work"
+    assert r.parent_key("/remote.php/dav/calendars/bob/work_shared_by_alice/event.ics") == "calendars/bob/work_shared_by_alice"
     assert r.collection_key("/elsewhere/calendars/alice/work/") is None
     assert r.collection_key("/remote.php/dav/calendars/alice/../bob/work/") is None
 

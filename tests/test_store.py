@@ -136,3 +136,16 @@ def test_delivered_token_only_grows(redis_client):
     store.mark_delivered_token("T", 9)
     store.mark_delivered_token("T", 4)
     assert store.delivered_token("T") == 9
+
+
+def test_token_order_is_exact_beyond_double_precision(redis_client):
+    store = Store(redis_client)
+    big = 2**63 - 1
+    store.mark_delivered_token("T", big - 1)
+    store.mark_delivered_token("T", big)
+    store.mark_delivered_token("T", big - 1)  # older, and equal as a double
+    assert store.delivered_token("T") == big
+    store.merge_pending(Change("T", content_depth="1", sync_token=f"http://sabre.io/ns/sync/{big - 1}"))
+    store.merge_pending(Change("T", content_depth="1", sync_token=f"http://sabre.io/ns/sync/{big}"))
+    store.merge_pending(Change("T", content_depth="1", sync_token=f"http://sabre.io/ns/sync/{big - 1}"))
+    assert store.take_pending("T").sync_token == f"http://sabre.io/ns/sync/{big}"

@@ -131,6 +131,18 @@ def test_bob_sees_the_shared_calendar_in_his_home(stub):
     assert result[home].prop_status[OC + "owner-principal"] == 404
 
 
+def test_a_calendar_named_like_a_share_is_its_creators_own(stub):
+    """Sabre accepts any name: bob's `personal_shared_by_alice` is bob's, not a view of alice's."""
+    path = DAV_ROOT + "/calendars/bob/personal_shared_by_alice/"
+    assert dav(stub, "MKCALENDAR", path, auth=BOB).status_code == 201
+    _, result = propfind(stub, path, auth=BOB, depth="0")
+    look_alike = result[path]
+    assert look_alike.text(OC + "owner-principal") == "principals/users/bob"
+    assert look_alike.hrefs(DAV + "owner") == ["/remote.php/dav/principals/users/bob/"]
+    assert CS + "shared" not in look_alike.resourcetype()
+    assert stub.has_collection("bob", "personal_shared_by_alice") and stub.shares("alice", "personal") == {}
+
+
 def test_unknown_props_are_echoed_in_their_own_namespace_and_minimal_drops_them(stub):
     path = DAV_ROOT + "/calendars/alice/work/"
     response, result = propfind(stub, path, depth="0")

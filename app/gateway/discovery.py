@@ -1,15 +1,23 @@
-"""Service detection: push properties in PROPFIND answers, `webdav-push` in OPTIONS."""
+"""Service detection: push properties in PROPFIND answers, `webdav-push` in OPTIONS.
+
+Answers that get push properties are rewritten response by response as they stream from
+upstream (see protocol.multistatus_stream and gateway.streaming), never held whole.
+"""
 from __future__ import annotations
+
+from functools import partial
 
 from flask import Response, request
 
 from ..protocol import propfind, xmlsafe
+from ..protocol.multistatus_stream import rewrite_multistatus
 from ..protocol.topics import topic_for_collection
-from . import proxy
+from . import proxy, streaming
 from .upstream import MAX_MULTISTATUS, end_to_end
 
 MAX_PROPFIND_REQUEST = 1024 * 1024
 COMPLIANCE_TOKEN = "webdav-push"
+UNREADABLE = "the upstream DAV server sent an unreadable multistatus\n"
 
 
 def handle_propfind(services) -> Response:
@@ -34,12 +42,9 @@ def handle_propfind(services) -> Response:
     )
     if upstream_response.status_code != 207:
         return proxy.relay(upstream_response)
-    document = upstream_response.raw.read(MAX_MULTISTATUS + 1, decode_content=True)
-    upstream_response.close()
-    try:
-        multistatus = xmlsafe.parse(document, max_bytes=MAX_MULTISTATUS, max_depth=128, max_elements=2_000_000)
-    except xmlsafe.XmlError:
-        return Response("the upstream DAV server sent an unreadable multistatus\n", 502, mimetype="text/plain")
+    if _declared_length(upstream_response) > MAX_MULTISTATUS:
+        upstream_response.close()
+        return Response(UNREADABLE, 502, mimetype="text/plain")
 
     def describe(facts: propfind.ResourceFacts) -> str | None:
         if facts.kind is None:
@@ -47,17 +52,27 @@ def handle_propfind(services) -> Response:
         key = services.resolver.collection_key(facts.path, facts.owner_principal)
         return None if key is None else topic_for_collection(services.settings.secret_key, key)
 
-    propfind.augment_multistatus(
-        multistatus,
+    edit = partial(
+        propfind.augment_response,
         requested=requested,
         injected=injected,
         describe=describe,
         vapid_public_key=services.signer.public_key,
         minimal=_prefers_minimal(),
     )
+    output = rewrite_multistatus(streaming.upstream_body(upstream_response), edit, max_bytes=MAX_MULTISTATUS)
     replaced = ("content-length", "content-encoding", "content-type", "date", "server")
     headers = [(n, v) for n, v in end_to_end(upstream_response.raw.headers.items()) if n.lower() not in replaced]
-    return Response(xmlsafe.serialize(multistatus), 207, headers=headers, content_type="application/xml; charset=utf-8")
+    return streaming.respond(upstream_response, output, status=207, headers=headers,
+                             content_type="application/xml; charset=utf-8", unreadable=UNREADABLE,
+                             path=proxy.raw_path(request.environ))
+
+
+def _declared_length(upstream_response) -> int:
+    try:
+        return int(upstream_response.raw.headers.get("Content-Length", ""))
+    except ValueError:
+        return 0
 
 
 def _prefers_minimal() -> bool:

@@ -18,6 +18,7 @@ from ..protocol.expiry import format_http_date, grant_expiry
 from ..protocol.registration import MAX_BODY_BYTES, PUSH_REGISTER, RegistrationError, parse_registration
 from ..protocol.subscription import Subscription
 from ..protocol.topics import topic_for_collection
+from ..store import SubscriptionLimitReached
 from . import proxy
 from .identity import identity
 from .upstream import CollectionFacts
@@ -94,7 +95,16 @@ def register(services, body: bytes) -> Response:
         created=int(time.time()),
         location=f"{settings.public_base}/push/subscriptions/{new_id}",
     )
-    sub_id, created, location = services.store.upsert(candidate)
+    try:
+        sub_id, created, location = services.store.upsert(candidate, limit=settings.push_max_subscriptions_per_user)
+    except SubscriptionLimitReached as error:
+        services.store.count(counter("registrations", action="refused-limit"))
+        log(logger, logging.WARNING, "subscription refused: per-user limit reached", user=user, limit=error.limit)
+        raise RegistrationError(
+            403,
+            f"too many push subscriptions: this account already has {error.limit}, the most this server allows; "
+            "unregister unused ones or wait for them to expire",
+        ) from None
     services.store.count(counter("registrations", action="created" if created else "updated"))
     log(
         logger,

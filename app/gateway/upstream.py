@@ -9,6 +9,7 @@ from requests.adapters import HTTPAdapter
 
 from ..protocol import xmlsafe
 from ..protocol.propfind import ok_props
+from ..protocol.subscription import has_oversized_counter
 from ..protocol.names import (
     CAL_CALENDAR,
     CARD_ADDRESSBOOK,
@@ -179,7 +180,8 @@ class Upstream:
                 facts.kind = "addressbook"
         facts.owner_principal = xmlsafe.text_of(props.get(OC_OWNER_PRINCIPAL)) or _href(props.get(D_OWNER))
         facts.current_user_principal = _href(props.get(D_CURRENT_USER_PRINCIPAL))
-        facts.sync_token = xmlsafe.text_of(props.get(D_SYNC_TOKEN)) or None
+        token = xmlsafe.text_of(props.get(D_SYNC_TOKEN)) or None
+        facts.sync_token = None if has_oversized_counter(token) else token  # unknown rather than poisonous
         return facts
 
 

@@ -88,36 +88,18 @@ def observation(method: str, raw_path: str, headers, forwarded: dict) -> WriteOb
 
 
 def process(services, observed: WriteObservation) -> None:
-    """Look up sync-token and identity upstream (with the writer's own credentials)
-    for each changed collection that has subscribers, then submit the change."""
+    """Find each changed collection's topic, sync-token and the writer's identity (asking
+    upstream with the writer's own credentials), then submit the change."""
     ingestor = ChangeIngestor(services)
-    user_of_root = None
+    writer = WriterIdentity(services, observed)
     for item in observed.changes:
-        key = services.resolver.collection_key(item.path)
-        if key is None:
-            continue
-        topic = topic_for_collection(services.settings.secret_key, key)
-        if not services.store.has_live(topic):
-            continue
-        token, user = None, None
         if item.collection_deleted:
-            if user_of_root is None:
-                root = (services.settings.dav_prefix or "") + "/"
-                user_of_root = identity(services.upstream.lookup(root, observed.authorization, observed.forwarded), observed.authorization) or ""
-            user = user_of_root or None
-            if services.resolver.is_shared_view(item.path):
-                # A sharee removed the share from their account: the owner's collection lives on.
-                for subscription in services.store.live_for_topic(topic):
-                    if user and subscription.user == user:
-                        services.store.delete(subscription.id)
-                continue
+            target = deleted_collection(services, item.path, writer)
         else:
-            facts = services.upstream.lookup(item.path, observed.authorization, observed.forwarded)
-            if facts.status == 207:
-                token = facts.sync_token
-                user = identity(facts, observed.authorization)
-                key = services.resolver.collection_key(item.path, facts.owner_principal) or key
-                topic = topic_for_collection(services.settings.secret_key, key)
+            target = changed_collection(services, item.path, observed)
+        if target is None:
+            continue
+        key, topic, token, user = target
         change = Change(
             topic=topic,
             content_depth=item.content_depth,
@@ -131,6 +113,72 @@ def process(services, observed: WriteObservation) -> None:
         outcome = ingestor.submit(change)
         services.store.count(counter("gateway_writes", outcome=outcome))
         log(logger, logging.DEBUG, "write observed", collection=key, outcome=outcome)
+
+
+class WriterIdentity:
+    """Who wrote, asked of upstream at most once per observed write."""
+
+    def __init__(self, services, observed: WriteObservation):
+        self.services, self.observed = services, observed
+        self._user: str | None = None
+        self._asked = False
+
+    def user(self) -> str | None:
+        if not self._asked:
+            self._asked = True
+            root = (self.services.settings.dav_prefix or "") + "/"
+            facts = self.services.upstream.lookup(root, self.observed.authorization, self.observed.forwarded)
+            self._user = identity(facts, self.observed.authorization)
+        return self._user
+
+
+def _topic(services, key: str) -> str:
+    return topic_for_collection(services.settings.secret_key, key)
+
+
+def changed_collection(services, path: str, observed: WriteObservation):
+    """(key, topic, sync-token, writer) of a collection whose content or properties changed,
+    or None when it has no subscribers.
+
+    A `<uri>_shared_by_<x>` name may be x's calendar seen by a sharee, or the writer's own
+    calendar that happens to be named so: only upstream's answer tells, so such a collection
+    is looked up before its topic is chosen; without an answer the name is taken literally."""
+    resolver, store = services.resolver, services.store
+    literal = resolver.collection_key(path)
+    if literal is None:
+        return None
+    claimed = resolver.claimed_key(path)
+    if not any(store.has_live(_topic(services, key)) for key in (literal, claimed) if key):
+        return None
+    facts = services.upstream.lookup(path, observed.authorization, observed.forwarded)
+    if facts.status != 207:
+        return literal, _topic(services, literal), None, None
+    key = resolver.collection_key(path, facts.owner_principal) or literal
+    topic = _topic(services, key)
+    if key != literal and not store.has_live(topic):
+        return None
+    return key, topic, facts.sync_token, identity(facts, observed.authorization)
+
+
+def deleted_collection(services, path: str, writer: WriterIdentity):
+    """(key, topic, None, writer) of a deleted collection with subscribers, or None.
+
+    A deleted collection cannot be asked about. Deleting a sharee's view only removes the
+    share from that account, so the writer's own registrations on the owner's topic the
+    name claims are dropped (nobody else's, and nothing is pushed there). Subscribers of
+    the literal collection get the final push: it is the writer's own calendar."""
+    resolver, store = services.resolver, services.store
+    claimed = resolver.claimed_key(path)
+    if claimed is not None:
+        claimed_topic = _topic(services, claimed)
+        if store.has_live(claimed_topic) and writer.user():
+            for subscription in store.live_for_topic(claimed_topic):
+                if subscription.user == writer.user():
+                    store.delete(subscription.id)
+    literal = resolver.collection_key(path)
+    if literal is None or not store.has_live(literal_topic := _topic(services, literal)):
+        return None
+    return literal, literal_topic, None, writer.user()
 
 
 def excluded_ids(services, topic: str, user: str | None, dont_notify: DontNotify) -> frozenset:

@@ -6,6 +6,14 @@ Paths here are lists of decoded segments below the DAV root (/remote.php/dav):
   addressbooks/users/<uid>/<uri>               address books, with the same sharing rule
   principals/users/<uid>                       a user principal
 The canonical collection key is the owner's path, so owner and sharees share a topic.
+
+Who owns a collection is never read from its name: Sabre accepts any collection URI, so
+bob may create a calendar literally named `personal_shared_by_alice`. A
+`<uri>_shared_by_<x>` name maps to x's `<uri>` only when the upstream server answered
+that the owner is x (`oc:owner-principal`, or `DAV:owner` when that is absent, naming
+user x, who is not the viewer); otherwise the name is taken literally in the viewer's
+home, so a look-alike gets a topic of its own. CalendarServer's `cs:shared` resource
+type is not used: it says that a calendar is shared, not by whom.
 """
 from __future__ import annotations
 
@@ -51,24 +59,34 @@ def collection_segments(segments: list[str]) -> int | None:
 
 
 def canonical_key(segments: list[str], owner_principal: str | None = None) -> str | None:
-    """The owner's key for a calendar or address-book path; None for other paths."""
+    """The owner's key for a calendar or address-book path; None for other paths.
+    `owner_principal`: the owner as the upstream server reported it (None when unknown)."""
     size = collection_segments(segments)
     if size is None or len(segments) != size:
         return None
-    *home, uri = segments
+    *home, name = segments
     viewer = home[-1]
     owner = uid_of_principal(owner_principal)
-    if owner and uri.endswith(SHARED_BY + owner):
-        uri = uri[: -len(SHARED_BY + owner)]
-    elif SHARED_BY in uri:
-        uri, _, owner = uri.rpartition(SHARED_BY)
-    owner = owner or viewer
-    if segments[0] == "calendars":
-        return calendar_key(owner, uri)
-    return addressbook_key(owner, uri)
+    if owner and owner != viewer:
+        suffix = SHARED_BY + owner
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return _key(segments[0], owner, name[: -len(suffix)])
+    return _key(segments[0], viewer, name)
 
 
-def is_shared_view(segments: list[str]) -> bool:
-    """A sharee's view of someone else's collection (deleting it only unsubscribes that sharee)."""
+def claimed_key(segments: list[str]) -> str | None:
+    """The owner's key a `<uri>_shared_by_<x>` name claims, unverified; None for other paths.
+
+    Only a hint of where to look (a share's view cannot be asked about once it is deleted,
+    and a write's collection may be either); never a reason to publish to that topic."""
     size = collection_segments(segments)
-    return size is not None and len(segments) == size and SHARED_BY in segments[-1]
+    if size is None or len(segments) != size or SHARED_BY not in segments[-1]:
+        return None
+    uri, _, owner = segments[-1].rpartition(SHARED_BY)
+    if not uri or not owner or owner == segments[-2]:
+        return None
+    return _key(segments[0], owner, uri)
+
+
+def _key(top: str, owner: str, uri: str) -> str:
+    return calendar_key(owner, uri) if top == "calendars" else addressbook_key(owner, uri)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from . import paths
-from ..protocol.subscription import SABRE_SYNC_PREFIX
+from ..protocol.subscription import MAX_SYNC_NUMBER, SABRE_SYNC_PREFIX
 
 SYNC_TOKEN_KEY = "{http://sabredav.org/ns}sync-token"
 OCP = "OCP\\Calendar\\Events\\"
@@ -26,9 +26,20 @@ _INTEGER_TEXT = re.compile(r"-?[0-9]{1,30}")
 
 
 class IntLike(fields.Field):
-    """An integer sent as a JSON number or a string of ASCII digits (optionally with a leading minus)."""
+    """A 64-bit integer sent as a JSON number or a string of ASCII digits (optionally with a leading minus)."""
+
+    low, high = -(2**63), 2**63 - 1
+    out_of_range = f"must be an integer from {low} to {high}"
 
     def _deserialize(self, value, attr, data, **kwargs):
+        number = self._integer(value)
+        if not self.low <= number <= self.high:
+            # JSON numbers have no size limit: a 4,000-digit one must not reach Redis or a Lua tonumber().
+            raise ValidationError(self.out_of_range)
+        return number
+
+    @staticmethod
+    def _integer(value) -> int:
         if isinstance(value, bool):
             raise ValidationError("must be an integer")
         if isinstance(value, int):
@@ -38,6 +49,19 @@ class IntLike(fields.Field):
             if _INTEGER_TEXT.fullmatch(text):
                 return int(text)
         raise ValidationError("must be an integer")
+
+
+class SyncTokenNumber(IntLike):
+    """The counter N of a sync-token (http://sabre.io/ns/sync/<N>): never negative, at most 64 bits."""
+
+    low, high = 0, MAX_SYNC_NUMBER
+    out_of_range = f"a sync-token must be an integer from {low} to {high}"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            raise ValidationError(self.out_of_range) from None
 
 
 class Lenient(Schema):
@@ -61,7 +85,7 @@ class CollectionDataSchema(Lenient):
 
     uri = fields.String(required=True, validate=validate.Length(min=1))
     principaluri = fields.String(required=True, validate=validate.Length(min=1))
-    sync_token = IntLike(data_key=SYNC_TOKEN_KEY, load_default=None, allow_none=True)
+    sync_token = SyncTokenNumber(data_key=SYNC_TOKEN_KEY, load_default=None, allow_none=True)
 
 
 class CalendarObjectEventSchema(Lenient):
@@ -91,12 +115,12 @@ class BridgeEventSchema(Lenient):
     addressBookUri = fields.String(load_default=None, allow_none=True)
     calendarUri = fields.String(load_default=None, allow_none=True)
     ownerPrincipal = fields.String(required=True, validate=validate.Length(min=1))
-    syncToken = IntLike(load_default=None, allow_none=True)
+    syncToken = SyncTokenNumber(load_default=None, allow_none=True)
     objectUri = fields.String(load_default=None, allow_none=True)
     targetAddressBookUri = fields.String(load_default=None, allow_none=True)
     targetCalendarUri = fields.String(load_default=None, allow_none=True)
     targetOwnerPrincipal = fields.String(load_default=None, allow_none=True)
-    targetSyncToken = IntLike(load_default=None, allow_none=True)
+    targetSyncToken = SyncTokenNumber(load_default=None, allow_none=True)
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,8 @@ def _token(number: int | None, behind: bool = False) -> str | None:
     higher, which can only cause an extra sync, never a missed one."""
     if number is None:
         return None
-    return f"{SABRE_SYNC_PREFIX}{number + 1 if behind else number}"
+    after = number + 1 if behind else number
+    return f"{SABRE_SYNC_PREFIX}{after}" if after <= MAX_SYNC_NUMBER else None
 
 
 def _calendar_change(data: dict, behind: bool) -> CollectionChange:

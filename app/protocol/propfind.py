@@ -82,23 +82,37 @@ def augment_multistatus(
 ) -> None:
     """Fill push props in place: a 200 propstat for push-capable resources, 404 for the rest."""
     for response in multistatus.iter(D_RESPONSE):
-        facts = _facts(response)
-        topic = describe(facts) if facts else None
-        for propstat in response.findall(D_PROPSTAT):
-            prop = propstat.find(D_PROP)
-            if prop is None:
-                continue
-            for child in [c for c in prop if c.tag in injected or c.tag in PUSH_PROP_TAGS]:
-                prop.remove(child)
-        if topic is not None:
-            target = _propstat(response, 200, "OK")
-            for tag in requested:
-                target.append(_push_value(tag, topic, vapid_public_key))
-        elif not minimal and response.find(D_PROPSTAT) is not None:
-            target = _propstat(response, 404, "Not Found")
-            for tag in requested:
-                ET.SubElement(target, tag)
-        _drop_empty_propstats(response)
+        augment_response(response, requested=requested, injected=injected, describe=describe,
+                         vapid_public_key=vapid_public_key, minimal=minimal)
+
+
+def augment_response(
+    response: ET.Element,
+    *,
+    requested: list[str],
+    injected: set[str],
+    describe: Describe,
+    vapid_public_key: str,
+    minimal: bool = False,
+) -> None:
+    """One <response> of augment_multistatus (for answers handled response by response)."""
+    facts = _facts(response)
+    topic = describe(facts) if facts else None
+    for propstat in response.findall(D_PROPSTAT):
+        prop = propstat.find(D_PROP)
+        if prop is None:
+            continue
+        for child in [c for c in prop if c.tag in injected or c.tag in PUSH_PROP_TAGS]:
+            prop.remove(child)
+    if topic is not None:
+        target = _propstat(response, 200, "OK")
+        for tag in requested:
+            target.append(_push_value(tag, topic, vapid_public_key))
+    elif not minimal and response.find(D_PROPSTAT) is not None:
+        target = _propstat(response, 404, "Not Found")
+        for tag in requested:
+            ET.SubElement(target, tag)
+    _drop_empty_propstats(response)
 
 
 def _facts(response: ET.Element) -> ResourceFacts | None:

@@ -90,13 +90,23 @@ class Change:
         return content, prop
 
 
-_SYNC_NUMBER = re.compile(r"/sync/(\d+)$")
+_SYNC_NUMBER = re.compile(r"/sync/([0-9]+)$")
 SABRE_SYNC_PREFIX = "http://sabre.io/ns/sync/"
+MAX_SYNC_NUMBER = 2**63 - 1  # a signed 64-bit counter; anything larger is not a real token
 
 
 def sync_token_number(token: str | None) -> int | None:
-    """The counter inside a Sabre-style sync-token (http://sabre.io/ns/sync/<N>), if any."""
+    """The counter inside a Sabre-style sync-token (http://sabre.io/ns/sync/<N>), if any;
+    None as well when the counter does not fit in 64 bits."""
     if not token:
         return None
     match = _SYNC_NUMBER.search(token)
-    return int(match.group(1)) if match else None
+    if match is None or len(match.group(1)) > len(str(MAX_SYNC_NUMBER)):
+        return None
+    number = int(match.group(1))
+    return number if number <= MAX_SYNC_NUMBER else None
+
+
+def has_oversized_counter(token: str | None) -> bool:
+    """A Sabre-style token whose counter is beyond 64 bits: to be treated as no token at all."""
+    return bool(token) and _SYNC_NUMBER.search(token) is not None and sync_token_number(token) is None

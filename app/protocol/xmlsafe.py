@@ -23,17 +23,24 @@ def parse(data: bytes, *, max_bytes: int, max_depth: int = 64, max_elements: int
         raise XmlError("the request body is empty")
     if len(data) > max_bytes:
         raise XmlError(f"the XML document is larger than {max_bytes} bytes")
-    with _as_xml_error():
+    with as_xml_error():
         root = _defused_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     _check_shape(root, max_depth, max_elements)
     return root
 
 
+def defused_parser(target) -> DefusedXMLParser:
+    """An incremental parser (`feed`/`close`) calling `target`, refusing DTDs, entities and external references."""
+    return DefusedXMLParser(target=target, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+
+
 @contextmanager
-def _as_xml_error():
+def as_xml_error():
     """Every way defusedxml and expat refuse a document, as one XmlError."""
     try:
         yield
+    except XmlError:
+        raise  # e.g. a cap enforced by a parser target
     except DefusedXmlException:
         raise XmlError("DTDs and entity declarations are not allowed") from None
     except ET.ParseError as error:
@@ -76,9 +83,9 @@ def root_tag(data: bytes) -> str:
     """
     if not data.strip():
         raise XmlError("the request body is empty")
-    parser = DefusedXMLParser(target=_FirstStartTag(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    parser = defused_parser(_FirstStartTag())
     try:
-        with _as_xml_error():
+        with as_xml_error():
             parser.feed(data)
     except _RootFound as found:
         return found.tag

@@ -8,6 +8,11 @@ Deliberate simplifications: Depth infinity is treated as 1; REPORT calendar-quer
 addressbook-query ignore their filters; calendar data is only checked for BEGIN:VCALENDAR /
 BEGIN:VCARD; a sharee DELETE of `<uri>_shared_by_<owner>` removes the share; plain MKCOL without
 a body creates a calendar / address book in the matching home (Sabre would answer 403).
+
+Like Sabre, any collection name is accepted: bob may create a calendar literally named
+`personal_shared_by_alice` (MKCALENDAR, or `add_calendar("bob", "personal_shared_by_alice")`). It is
+bob's own (`oc:owner-principal` and `DAV:owner` name bob), and an own collection wins over a share
+view of the same name. Shared views report the owner in both properties.
 """
 from __future__ import annotations
 
