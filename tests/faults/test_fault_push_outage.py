@@ -4,8 +4,8 @@ other push services are not held up.
 
 The outage: 30 s of 503 answers (without Retry-After: the backoff decides), then 30 s of refused
 connections, then healthy again. With the default backoff (5 s base, doubling, ±50 % jitter) a
-subscription's first try at or after 60 s comes at most ~180 s after the change; the test waits that
-long at most.
+subscription's first try at or after 60 s comes at most ~181 s after the change; the test waits that
+long at most (LAST_TRY_BOUND), usually 20-60 s after the service is back.
 """
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ from support.servers import free_port
 
 pytestmark = pytest.mark.faults
 
-DOWN_SUBSCRIBERS = 5
-HEALTHY_SUBSCRIBERS = 5
+DOWN_SUBSCRIBERS = 3
+HEALTHY_SUBSCRIBERS = 3
 PHASE = 30.0  # 503 for PHASE seconds, then refused for PHASE seconds
-LAST_TRY_BOUND = 190.0  # seconds after the change: the latest first-try-after-the-outage the backoff allows, + slack
+# Seconds after the change by which every subscriber must have its push: a try just before the
+# service is back (60 s) can be followed by the 5th backoff, at most 80 s x 1.5 = 120 s (+0.5 s of
+# rounding), so the first try after the outage comes by ~181 s; + slack for the scheduler on a busy machine.
+LAST_TRY_BOUND = 200.0
 MAX_COPIES = 2
 
 

@@ -147,3 +147,21 @@ def test_worker_whose_redis_is_gone_never_exits_0(make_stack, figures):
     else:
         figures.record("redis_gone", behaviour="exited", exit_status=code)
         assert code != 0, f"the worker ended with 0 on its own after Redis went away\n{worker.tail()}"
+
+
+@pytest.mark.parametrize("unit", ["davpush-web.service", "davpush-worker@.service"])
+def test_systemd_units_restart_always_with_a_start_limit(unit):
+    """The other half of 'any exit that is not a requested shutdown': systemd starts it again."""
+    from support.procs import ROOT
+
+    sections, current = {}, None
+    for line in (ROOT / "nextcloud_setup" / "systemd" / unit).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+        elif "=" in line and not line.startswith("#") and current is not None:
+            key, _, value = line.partition("=")
+            current[key.strip()] = value.strip()
+    assert sections["Service"].get("Restart") == "always", sections["Service"]
+    assert int(sections["Unit"].get("StartLimitBurst", "0")) > 0, sections["Unit"]
+    assert sections["Unit"].get("StartLimitIntervalSec", "0") not in ("0", "infinity"), sections["Unit"]
