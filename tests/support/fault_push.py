@@ -379,22 +379,27 @@ class FaultServer:
             answer = f"HTTP/1.1 503 Service Unavailable\r\n{extra}Content-Length: 0\r\n\r\n".encode()
             status = 503
         else:
+            held = not self._gate.is_set()
             while not self._gate.wait(0.5):
                 if self._stop.is_set() or _peer_closed(conn):
                     self._finish(attempt, None)
                     return False
+            if held and _peer_closed(conn):  # the client gave up (or died) while it was held
+                self._finish(attempt, None)
+                return False
             if self.latency:
                 time.sleep(self.latency)
             number = len(self.attempts)
             answer = (f"HTTP/1.1 201 Created\r\nLocation: {self.url}/messages/{number}\r\n"
                       "Content-Length: 0\r\n\r\n").encode()
             status = 201
+        self._finish(attempt, status)  # before sending: a client that has the answer finds it recorded
         try:
             conn.sendall(answer)
         except OSError:
-            self._finish(attempt, None)
+            with self._cond:
+                attempt.status = None
             return False
-        self._finish(attempt, status)
         return True
 
 
