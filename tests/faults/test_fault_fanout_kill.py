@@ -37,9 +37,15 @@ def start_fanout(stack, receiver, keys) -> list[str]:
 
 
 def wait_all_delivered(receiver, paths, deadline: float) -> float | None:
+    """time.monotonic() when the last subscriber got its first push (None: not all by the deadline)."""
     wanted = set(paths)
     done = receiver.wait_until(lambda s: wanted <= set(s.copies()), max(0.0, deadline - time.monotonic()), interval=0.2)
-    return time.monotonic() if done else None
+    if not done:
+        return None
+    first: dict[str, float] = {}
+    for attempt in receiver.deliveries():
+        first[attempt.path] = min(first.get(attempt.path, attempt.at), attempt.at)
+    return max(first[p] for p in paths)
 
 
 def outcome(receiver, paths, keys) -> dict:
