@@ -8,6 +8,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import redis
 
 from .config import ConfigError, load_settings
+from .gateway.upstream import UpstreamLoop, UpstreamUnavailable
 
 WORKER_STALE_SECONDS = 60
 CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about that
@@ -30,14 +31,22 @@ def check_vapid(services) -> tuple[bool, str]:
 
 
 def check_upstream(services) -> tuple[bool, str]:
+    where = services.settings.upstream_url
     root = (services.settings.dav_prefix or "") + "/"
     try:
         response = services.upstream.send("OPTIONS", root, {}, None, stream=False, timeout=CHECK_SECONDS)
-    except Exception as error:  # UpstreamUnavailable and anything the HTTP stack raises
-        return False, str(error) or type(error).__name__
+    except UpstreamLoop:
+        return False, (
+            f"{where} loops back to davpush (UPSTREAM_URL must be Nextcloud's internal address, "
+            f"not the public vhost that routes {root} to davpush)"
+        )
+    except UpstreamUnavailable as error:
+        return False, f"{where} did not answer in time" if error.status == 504 else f"{where} is unreachable"
+    except Exception as error:  # anything else the HTTP stack raises
+        return False, f"{where} failed: {error or type(error).__name__}"
     if response.status_code >= 500:
-        return False, f"answers {response.status_code}"
-    return True, f"answers {response.status_code}"
+        return False, f"{where} answers {response.status_code}"
+    return True, f"{where} answers {response.status_code}"
 
 
 def check_workers(services) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from rq.serializers import JSONSerializer
 from .collections import CollectionResolver
 from .config import Settings
 from .delivery.vapid import VapidSigner, parse_key
+from .gateway.loop import LoopMark
 from .gateway.upstream import Upstream
 from .redis_connect import redis_client
 from .store import Store
@@ -34,6 +35,7 @@ def build_services(settings: Settings) -> Services:
         store=Store(client, settings.redis_prefix),
         signer=VapidSigner(parse_key(settings.vapid_private_key_pem.encode(), "the VAPID key"), settings.vapid_subject),
         resolver=CollectionResolver(settings.dav_prefix, settings.upstream_flavor),
-        upstream=Upstream(settings.upstream_url, timeout=settings.upstream_timeout, verify_tls=settings.upstream_verify_tls),
+        upstream=Upstream(settings.upstream_url, timeout=settings.upstream_timeout, verify_tls=settings.upstream_verify_tls,
+                          mark=LoopMark(settings.secret_key)),
         queue=Queue(settings.queue_name, connection=client, serializer=JSONSerializer),
     )

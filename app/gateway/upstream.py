@@ -23,6 +23,7 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
+from .loop import LoopMark
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -48,6 +49,18 @@ class UpstreamUnavailable(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class UpstreamLoop(UpstreamUnavailable):
+    """UPSTREAM_URL leads back to davpush: its own request came back and was refused."""
+
+    def __init__(self, base_url: str):
+        super().__init__(
+            508,
+            "the upstream DAV server loops back to davpush: UPSTREAM_URL must be Nextcloud's internal address, "
+            "not the public one that routes DAV requests to davpush",
+        )
+        self.base_url = base_url
 
 
 class UnreadableRequestBody(Exception):
@@ -120,8 +133,10 @@ _LOOKUP_BODY = (
 
 
 class Upstream:
-    def __init__(self, base_url: str, *, timeout: float, verify_tls: bool = True, pool_size: int = 64):
+    def __init__(self, base_url: str, *, timeout: float, verify_tls: bool = True, pool_size: int = 64,
+                 mark: LoopMark | None = None):
         self.base_url = base_url.rstrip("/")
+        self.mark = mark  # put on every request sent from here (see loop.py)
         self.timeout = (10.0, timeout)
         self.session = requests.Session()
         self.session.headers.clear()  # a proxy must not add headers of its own
@@ -136,8 +151,10 @@ class Upstream:
 
     def send(self, method: str, raw_path_and_query: str, headers, body=None, stream: bool = True,
              timeout: float | None = None):
+        if self.mark is not None:
+            headers = self.mark.stamp(headers or {})
         try:
-            return self.session.request(
+            response = self.session.request(
                 method,
                 self.url(raw_path_and_query),
                 headers=headers,
@@ -150,6 +167,10 @@ class Upstream:
             raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
         except requests.RequestException:
             raise UpstreamUnavailable(502, "the upstream DAV server is unreachable") from None
+        if self.mark is not None and self.mark.is_loop_answer(response.status_code, response.headers):
+            response.close()
+            raise UpstreamLoop(self.base_url)
+        return response
 
     def lookup(self, raw_path: str, authorization: str | None, forwarded: dict | None = None) -> CollectionFacts:
         """PROPFIND Depth 0 with the caller's own credentials: who they are and what this is.

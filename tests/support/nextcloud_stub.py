@@ -6,6 +6,7 @@ Seeded state: users alice/bob/carol (password `<uid>-pw`); alice owns calendars 
 alice's `work` is shared read-write with bob, alice's `contacts` read-only with bob.
 OPTIONS without an Authorization header is answered 200 (as Nextcloud does); any other request
 without valid Basic credentials gets 401. A `push-register` POST is an ordinary POST.
+`/status.php` answers Nextcloud's status JSON; other paths outside the DAV root are 404.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from .servers import CHUNK, Served, iter_body, request_headers, request_target
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 WWW_AUTHENTICATE = 'Basic realm="Nextcloud", charset="UTF-8"'
+STATUS_JSON = b'{"installed":true,"maintenance":false,"needsDbUpgrade":false,"version":"32.0.0.0","productname":"Nextcloud"}'
 BODY_KEEP_LIMIT = 1 << 20  # recorded request bodies above this keep only length and sha256
 
 _PATTERN = bytes(range(251)) * 300  # period 251 (prime): misplaced chunks change the digest
@@ -139,6 +141,8 @@ class NextcloudStub(Served, DavTree):
 
     def _dispatch(self, method: str, environ, record: RecordedRequest):
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        if path == "/status.php" and method in ("GET", "HEAD"):
+            return 200, [("Content-Type", "application/json")], STATUS_JSON
         segs = dav_segments(path)
         if segs is None:
             self._consume(environ, record)
