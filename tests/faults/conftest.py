@@ -26,7 +26,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if have_redis_server():
+    if have_redis_server() or os.environ.get("CI") == "true":  # in CI a missing binary fails the tests
         return
     skip = pytest.mark.skip(reason="the fault suite needs the redis-server binary")
     for item in items:
