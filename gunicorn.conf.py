@@ -1,38 +1,8 @@
-"""gunicorn settings for davpush's web process (read automatically from this directory).
+"""gunicorn reads this file from the directory it starts in, so the Procfile's `gunicorn wsgi:app`
+gets davpush's settings. They live in the package (app/web/gunicorn_conf.py, which `davpush web`
+uses from anywhere); this only runs that file. It is run by path, not imported: importing `app`
+would load the service's modules before that file has monkey-patched them for gevent."""
+from pathlib import Path
 
-gevent workers: every request is a greenlet, so DAV requests that wait on a slow or hung
-upstream never make webhooks, registrations or /push/healthz wait for a free thread (with a
-thread pool they queue behind them). WEB_CONNECTIONS bounds the requests one worker process
-serves at once. WEB_WORKER_CLASS=gthread is the fallback without gevent.
-"""
-import os
-import sys
-
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
-if worker_class == "gevent":
-    # Patch before anything imports ssl or socket (the app's modules do, in on_starting below):
-    # patching later breaks TLS to an https upstream.
-    from gevent import monkey
-
-    monkey.patch_all()
-
-bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
-threads = int(os.environ.get("WEB_THREADS", "32"))  # gthread only
-timeout = 120  # worker heartbeat; long transfers are kept alive in their own greenlet or thread
-graceful_timeout = 30
-keepalive = 5
-accesslog = None  # davpush writes its own request log lines (with request ids, without secrets)
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-
-
-def on_starting(server):
-    from app.config import ConfigError, load_settings
-
-    try:
-        load_settings()
-    except ConfigError as error:
-        sys.stderr.write(f"davpush: configuration error: {error}\n")
-        sys.stderr.flush()
-        os._exit(2)
+_settings_file = Path(__file__).resolve().parent / "app" / "web" / "gunicorn_conf.py"
+exec(compile(_settings_file.read_bytes(), str(_settings_file), "exec"))

@@ -1,14 +1,3 @@
-"""gunicorn entry point: `gunicorn wsgi:app`."""
-import sys
-
-from app import create_app
-from app.config import ConfigError, load_settings
-from app.logs import setup_logging
-
-try:
-    _settings = load_settings()
-except ConfigError as error:
-    print(f"davpush: configuration error: {error}", file=sys.stderr)
-    raise SystemExit(2) from None
-setup_logging(_settings.log_format, _settings.log_level)
-app = create_app(_settings)
+"""The Procfile's web entry (`gunicorn wsgi:app` from the repository root); the entry itself is
+packaged as app.web.wsgi, which `davpush web` runs from any directory."""
+from app.web.wsgi import app  # noqa: F401

@@ -13,8 +13,6 @@ from .config import load_settings
 from .logs import endpoint_label
 from .nextcloud import paths as nextcloud_paths
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"davpush: {message}", file=sys.stderr)
@@ -34,15 +32,18 @@ def _worker(args) -> int:
 
 
 def _web(args) -> int:
+    from .web import gunicorn_command
+
     load_settings()  # one clear line instead of a gunicorn traceback
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--chdir", str(PROJECT_ROOT), "wsgi:app"])
+    command = gunicorn_command()
+    os.execv(command[0], command)
     return 0  # not reached
 
 
 def _up(args) -> int:
     from .supervisor import run_all
 
-    return run_all(PROJECT_ROOT)
+    return run_all()
 
 
 def _init(args) -> int:
@@ -146,9 +147,11 @@ def register(commands) -> None:
     """Add the operational sub-commands to the `davpush` parser."""
     from .nextcloud import cli as nextcloud_cli
 
-    up = commands.add_parser("up", help="run everything: web, worker (with scheduler) and, without REDIS_URL, a private Redis")
+    up = commands.add_parser(
+        "up", help="run everything: web, worker (with scheduler) and, without REDIS_URL, a private Redis in ./var/redis"
+    )
     up.set_defaults(handler=_up)
-    web = commands.add_parser("web", help="run the web process (gunicorn)")
+    web = commands.add_parser("web", help="run the web process (gunicorn with the packaged settings, from any directory)")
     web.set_defaults(handler=_web)
     worker = commands.add_parser("worker", help="run a delivery worker (RQ SimpleWorker with the scheduler)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")

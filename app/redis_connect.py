@@ -77,9 +77,10 @@ def redis_client(url: str, timeout: float | None, ssl_cert_reqs: str = "required
         socket_connect_timeout=timeout or 5,
         socket_timeout=timeout,
         health_check_interval=30,
-        socket_keepalive=True,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
+    if not url.startswith("unix://"):  # redis-py's unix-socket connections refuse the option
+        options["socket_keepalive"] = True
     if url.startswith(SENTINEL_SCHEME + "://"):
         target = parse_sentinel_url(url)
         sentinel_options = {"socket_timeout": timeout or 5, "socket_connect_timeout": timeout or 5}
