@@ -70,8 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_private_redis(command: str) -> None:
+    """Without REDIS_URL, commands run where `davpush up` runs use its private Redis."""
+    if command == "up" or os.environ.get("REDIS_URL"):
+        return
+    from .supervisor import private_redis_url
+
+    url = private_redis_url()
+    if url:
+        os.environ["REDIS_URL"] = url
+        print(f"davpush: REDIS_URL is not set; using the private Redis of `davpush up` at {url}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _use_private_redis(args.command)
     try:
         return args.handler(args) or 0
     except ConfigError as error:

@@ -17,13 +17,32 @@ from .config import ConfigError, load_settings
 from .web import gunicorn_command
 
 PRIVATE_REDIS_DIR = Path("var", "redis")
+PRIVATE_REDIS_SOCKET = "redis.sock"
+
+
+def private_redis_url(directory: Path = PRIVATE_REDIS_DIR) -> str | None:
+    """The Redis `davpush up` runs for this directory, if it is running (the CLI's default
+    when REDIS_URL is unset)."""
+    socket_path = directory.resolve() / PRIVATE_REDIS_SOCKET
+    return f"unix://{socket_path}" if socket_path.is_socket() else None
+
+
+def admin_pages(settings, port: str) -> list[str]:
+    """Where the admin pages are and where their password comes from, for the start-up lines."""
+    base = f"http://localhost:{port}"
+    if not settings.admin_password:
+        return [f"davpush: admin pages off ({base}/push/rq/, {base}/push/metrics): set ADMIN_PASSWORD to enable them"]
+    source = (f"the file in ADMIN_PASSWORD_FILE ({os.environ['ADMIN_PASSWORD_FILE']})" if os.environ.get("ADMIN_PASSWORD_FILE")
+              else "ADMIN_PASSWORD in the environment (for ./run.sh start: in .env)")
+    return [f"davpush: dashboard {base}/push/rq/ and metrics {base}/push/metrics, user admin, password: {source}",
+            f"davpush: health {base}/push/healthz"]
 
 
 def start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
     if shutil.which("redis-server") is None:
         raise ConfigError("REDIS_URL is not set and redis-server is not installed (apt install redis-server)")
     directory.mkdir(parents=True, exist_ok=True)
-    socket_path = directory / "redis.sock"
+    socket_path = directory / PRIVATE_REDIS_SOCKET
     process = subprocess.Popen(
         [
             "redis-server", "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
@@ -59,6 +78,8 @@ def run_all() -> int:
         children.append(("web", subprocess.Popen(gunicorn_command(), env=env)))
         children.append(("worker", subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)))
         print(f"davpush: web on :{env['PORT']}, worker with scheduler; upstream {settings.upstream_url}", flush=True)
+        for line in admin_pages(settings, env["PORT"]):
+            print(line, flush=True)
         return _supervise(children)
     except ConfigError as error:
         print(f"davpush: configuration error: {error}", file=sys.stderr)

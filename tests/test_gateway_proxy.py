@@ -51,7 +51,7 @@ def test_50mb_download_is_streamed_not_buffered(gateway, nextcloud):
         digest, total = hashlib.sha256(), 0
         for piece in response.iter_content(16 * 1024):
             if total == 0:
-                assert nextcloud.download_started.is_set()
+                assert nextcloud.download_started.wait(10)  # set just after the first chunk was written
                 nextcloud.download_may_finish.set()
             digest.update(piece)
             total += len(piece)

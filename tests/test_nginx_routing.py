@@ -229,7 +229,7 @@ def test_50mb_get_streams_back_to_the_client(layout, stub):
         assert response.status_code == 200 and response.headers["Content-Length"] == str(SIZE)
         for piece in response.iter_content(16 * 1024):
             if total == 0:
-                assert stub.download_started.is_set()
+                assert stub.download_started.wait(10)  # set just after the first chunk was written
                 stub.download_may_finish.set()
             digest.update(piece)
             total += len(piece)

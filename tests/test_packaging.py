@@ -128,10 +128,19 @@ def test_installed_wheel_runs_up_with_a_private_redis_in_the_working_directory(w
                      env=clean_env(wheel_venv / "bin", **env), logs=workdir)
         try:
             up.wait_for_status(f"{base_url}/push/healthz", 200)
+            # the CLI, run where `up` runs and without REDIS_URL, finds the private Redis
+            stats = subprocess.run([str(wheel_venv / "bin" / "davpush"), "subscriptions", "stats"], cwd=workdir,
+                                   env=clean_env(wheel_venv / "bin", **env), capture_output=True, text=True, timeout=60)
+            assert stats.returncode == 0, stats.stderr
+            assert json.loads(stats.stdout)["live"] == 0
+            assert "using the private Redis of `davpush up`" in stats.stderr
         finally:
             code = up.stop()
         assert code == 0, up.output()
         assert f"data in {workdir / 'var' / 'redis'}" in up.output()
+        port = base_url.rsplit(":", 1)[1]
+        assert (f"davpush: dashboard http://localhost:{port}/push/rq/ and metrics http://localhost:{port}/push/metrics, "
+                "user admin, password: ADMIN_PASSWORD in the environment") in up.output()
         assert any((workdir / "var" / "redis").glob("appendonly*")), "the private Redis keeps an append-only file"
         no_late_monkey_patching(up)
     finally:
