@@ -15,10 +15,10 @@ service kept its own HTTP/1.1 client. bench/aiohttp_worker.py runs a worker with
   never make a request wait (see _new_connector);
 - requests slower than straggler_after give their PUSH_CONCURRENCY slot back (their origin's
   bound still holds them), so a few push services that never answer cannot hold every slot;
-- the SSRF guard runs before every request and inside the connector's resolver (guarded_resolver):
+- the SSRF guard runs before every request and inside the connector's resolver (_GuardedResolver):
   connections only go to checked addresses, with every allowed address of a name tried in turn
   (Happy Eyeballs); redirects are never followed; connect and total timeouts always apply; at
-  most 4 KiB of an answer body is read (push_http);
+  most 4 KiB of an answer body is read (read_bounded);
 - with PUSH_PROXY every push goes through that proxy (CONNECT for https endpoints); the guard
   still checks the endpoint's name first, the proxy's own policy applies after that.
 
@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import string
 import os
+import re
 import socket
 import ssl
+import string
 import threading
 import traceback
 from collections import defaultdict, deque
@@ -40,9 +40,8 @@ from typing import Callable, Mapping
 from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
-
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from app.delivery import ssrf
 from app.delivery.egress_proxy import parse_proxy_url

@@ -25,7 +25,6 @@ import ipaddress
 import json
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
