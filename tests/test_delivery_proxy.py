@@ -95,6 +95,23 @@ def test_an_https_push_goes_through_a_tunnel_and_tls_checks_the_push_services_na
     assert {r.headers["host"] for r in tls_push_service.requests} == {f"push.test:{tls_push_service.port}"}
 
 
+def test_an_https_proxy_carries_the_tunnel_inside_its_own_tls(tls_push_service, tmp_path, make_sender):
+    (tmp_path / "proxy").mkdir()
+    proxy_cert, proxy_key = self_signed_certificate(tmp_path / "proxy", "proxy.test")
+    proxy_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    proxy_tls.load_cert_chain(proxy_cert, proxy_key)
+    trust = ssl.create_default_context(cafile=str(tls_push_service.ca))
+    trust.load_verify_locations(cafile=str(proxy_cert))
+    with ForwardProxy(hosts={"push.test": "127.0.0.1"}, tls=proxy_tls) as proxy:
+        sender = make_sender(proxy=f"https://proxy.test:{proxy.port}", allow_http=False, ssl_context=trust,
+                             resolver=names({"push.test": "127.0.0.1", "proxy.test": "127.0.0.1"}))
+        [outcome] = sender.send_all([push(tls_push_service.url("/x", host="push.test", scheme="https"))],
+                                    lambda origin: VAPID)
+    assert (outcome.kind, outcome.status) == (SUCCESS, 201)
+    assert proxy.tunnels == [f"push.test:{tls_push_service.port}"]
+    assert [r.target for r in tls_push_service.requests] == ["/x"]
+
+
 def test_a_certificate_for_another_name_is_refused_through_the_tunnel_too(tls_push_service, make_sender):
     with ForwardProxy(hosts={"other.test": "127.0.0.1"}) as proxy:
         sender = make_sender(proxy=proxy.url, allow_http=False, resolver=names({"other.test": "127.0.0.1"}),

@@ -5,7 +5,8 @@
   without the Proxy-* headers (recorded in `forwarded`), and its answer relayed with
   `Connection: close`: one request per client connection keeps this proxy simple;
 - with `credentials=(user, password)` anything without the matching Proxy-Authorization is
-  answered 407 (recorded in `refused`); `hosts` maps names to addresses, as the proxy's own DNS.
+  answered 407 (recorded in `refused`); `hosts` maps names to addresses, as the proxy's own DNS;
+- with `tls` (a server-side SSLContext) clients talk to the proxy itself over TLS (an https:// proxy).
 
     with ForwardProxy(credentials=("u", "p")) as proxy:
         ... push through proxy.url_with("u", "p") ...
@@ -22,8 +23,10 @@ MAX_HEAD = 64 * 1024
 
 
 class ForwardProxy:
-    def __init__(self, *, credentials: tuple[str, str] | None = None, hosts: dict[str, str] | None = None):
+    def __init__(self, *, credentials: tuple[str, str] | None = None, hosts: dict[str, str] | None = None,
+                 tls=None):
         self.credentials = credentials
+        self.tls = tls
         self.hosts = dict(hosts or {})
         self.tunnels: list[str] = []  # "host:port" of every tunnel opened
         self.forwarded: list[str] = []  # absolute URL of every request forwarded
@@ -70,6 +73,8 @@ class ForwardProxy:
 
     def _serve(self, client: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                client = self._track(self.tls.wrap_socket(client, server_side=True))
             head, rest = _read_head(client, b"")
             if head is None:
                 return
