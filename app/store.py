@@ -21,6 +21,9 @@ the configured prefix, "dp:" by default):
   {p}metrics              hash    counters shared by all processes
   {p}lock:<name>          string  short-lived locks (periodic purge)
   {p}heartbeat:<worker>   string  worker liveness, with a TTL
+  {p}slots:<origin>       zset    worker -> ms its lease on that push service's request slots ends
+  {p}slots:<origin>:n     hash    worker -> how many of the origin's slots it holds (PUSH_ORIGIN
+                                  limits across all worker processes together)
 
 Scripts need every key on one node: Redis Cluster is not supported.
 """
@@ -231,6 +234,33 @@ class SubscriptionLimitReached(Exception):
         self.limit = limit
 
 
+_LEASE_SLOTS = """
+-- KEYS: leases zset, counts hash ; ARGV: worker, wanted, limit, now ms, lease end ms, lease ms
+-- Grants a worker up to `wanted` of an origin's `limit` request slots, counting what every other
+-- live worker holds; a dead worker's slots come back when its lease runs out.
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])) do
+  redis.call('ZREM', KEYS[1], gone)
+  redis.call('HDEL', KEYS[2], gone)
+end
+local others = 0
+local counts = redis.call('HGETALL', KEYS[2])
+for i = 1, #counts, 2 do
+  if counts[i] ~= ARGV[1] then others = others + tonumber(counts[i + 1]) end
+end
+local grant = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - others))
+if grant > 0 then
+  redis.call('HSET', KEYS[2], ARGV[1], grant)
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])  -- the keys go when nobody renews
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return grant
+"""
+
+
 class Store:
     def __init__(self, client: redis.Redis, prefix: str = "dp:"):
         self.redis = client
@@ -245,6 +275,7 @@ class Store:
         self._renew = client.register_script(_RENEW)
         self._reclaim = client.register_script(_RECLAIM)
         self._take_over = client.register_script(_TAKE_OVER)
+        self._lease_slots = client.register_script(_LEASE_SLOTS)
         self._max_number = client.register_script(_MAX_NUMBER)
 
     # -- keys -----------------------------------------------------------------
@@ -518,6 +549,15 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(f"{self.p}metrics").items()}
+
+    # -- request slots per push service, shared by all workers -----------------------------
+    def lease_origin_slots(self, origin: str, worker: str, wanted: int, limit: int, lease_ms: int,
+                           now_ms: int | None = None) -> int:
+        """Hold up to `wanted` of `origin`'s `limit` slots for `lease_ms` (0 wanted gives them back);
+        the number granted, which may be less than asked while other workers hold slots."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        key = f"{self.p}slots:{origin}"
+        return int(self._lease_slots(keys=[key, f"{key}:n"], args=[worker, wanted, limit, now_ms, now_ms + lease_ms, lease_ms]))
 
     def try_lock(self, name: str, seconds: int) -> bool:
         return bool(self.redis.set(f"{self.p}lock:{name}", 1, nx=True, ex=seconds))

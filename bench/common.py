@@ -167,6 +167,25 @@ class Receiver:
         self.proc.stop()
 
 
+def wait_for_web(proc: Proc, port: int, timeout: float = 30.0) -> None:
+    """Until the web process on `port` answers (any status) on /push/healthz."""
+    import http.client
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"web process exited; see {proc.log_path}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/push/healthz")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("web process did not answer")
+
+
 def start_worker(env: dict, name: str = "worker", cwd=ROOT) -> Proc:
     """`python -m app.cli worker`: the production entry point (SimpleWorker + scheduler)."""
     return Proc([PYTHON, "-m", "app.cli", "worker"], env=env, log_name=f"{name}.log", cwd=cwd)

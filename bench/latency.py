@@ -142,26 +142,11 @@ class Setup:
                 worker = common.start_worker(self.env, name=f"worker-latency-{self.min_interval_ms}")
                 self.procs.append(worker)
                 common.wait_for_worker(self.services, worker)
-                self._wait_web(web)
+                common.wait_for_web(web, self.port)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
-
-    def _wait_web(self, web, timeout: float = 30.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not web.alive():
-                raise RuntimeError(f"web process exited; see {web.log_path}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/push/healthz")
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("web process did not answer")
 
     def __exit__(self, *exc):
         for proc in reversed(self.procs):

@@ -145,27 +145,12 @@ class Web:
         self.proc = common.Proc([common.PYTHON, "-m", "gunicorn", "wsgi:app"], env=env, cwd=app_dir,
                                 log_name=f"web-propfind-{label}.log")
         try:
-            self._wait()
+            common.wait_for_web(self.proc, self.port)
             self.worker = worker_pid(self.proc.pid)
             self.worker_class = self._worker_class()
         except BaseException:
             self.proc.stop()
             raise
-
-    def _wait(self, timeout: float = 30.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError(f"web process exited; see {self.proc.log_path}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/push/healthz")
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("web process did not answer")
 
     def _worker_class(self) -> str:
         for line in self.proc.log_path.read_text().splitlines():

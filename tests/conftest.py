@@ -6,7 +6,7 @@ import os
 import pytest
 import redis
 
-from support.env import ADMIN_PASSWORD, SECRET_KEY, WEBHOOK_SECRET
+from support.env import service_settings
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -47,16 +47,7 @@ def make_env(redis_url, vapid_key_file):
 
     def build(upstream_url: str = "http://127.0.0.1:9", **overrides) -> dict:
         env = {
-            "REDIS_URL": redis_url,
-            "UPSTREAM_URL": upstream_url,
-            "PUBLIC_URL": "https://push.example.test",
-            "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "VAPID_PRIVATE_KEY_FILE": vapid_key_file,
-            "VAPID_SUBJECT": "mailto:admin@example.test",
-            "SECRET_KEY": SECRET_KEY,
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "PUSH_ALLOW_HTTP": "true",
-            "PUSH_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+            **service_settings(redis_url, upstream_url, vapid_key_file),
             # a job waits for every answer unless a test is about slow push services (the machine may be busy)
             "PUSH_STRAGGLER_SECONDS": "5",
         }

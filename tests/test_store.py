@@ -149,3 +149,16 @@ def test_token_order_is_exact_beyond_double_precision(redis_client):
     store.merge_pending(Change("T", content_depth="1", sync_token=f"http://sabre.io/ns/sync/{big}"))
     store.merge_pending(Change("T", content_depth="1", sync_token=f"http://sabre.io/ns/sync/{big - 1}"))
     assert store.take_pending("T").sync_token == f"http://sabre.io/ns/sync/{big}"
+
+
+def test_origin_slots_are_shared_by_workers_and_come_back_from_dead_ones(redis_client):
+    store = Store(redis_client)
+    origin, now = "https://ntfy.example.org", 1_000_000
+    assert store.lease_origin_slots(origin, "w1", 6, 8, 5000, now_ms=now) == 6
+    assert store.lease_origin_slots(origin, "w2", 6, 8, 5000, now_ms=now) == 2  # what is left
+    assert store.lease_origin_slots(origin, "w3", 6, 8, 5000, now_ms=now) == 0
+    assert store.lease_origin_slots(origin, "w1", 6, 8, 5000, now_ms=now + 1000) == 6  # renewal keeps its share
+    assert store.lease_origin_slots(origin, "w1", 0, 8, 5000, now_ms=now + 1000) == 0  # given back
+    assert store.lease_origin_slots(origin, "w3", 6, 8, 5000, now_ms=now + 1000) == 6
+    # w2 dies: its lease runs out and its slots can be had again
+    assert store.lease_origin_slots(origin, "w3", 8, 8, 5000, now_ms=now + 5001) == 8

@@ -71,19 +71,10 @@ class ResourceFacts:
 Describe = Callable[[ResourceFacts], "str | None"]
 
 
-def augment_multistatus(
-    multistatus: ET.Element,
-    *,
-    requested: list[str],
-    injected: set[str],
-    describe: Describe,
-    vapid_public_key: str,
-    minimal: bool = False,
-) -> None:
-    """Fill push props in place: a 200 propstat for push-capable resources, 404 for the rest."""
+def augment_multistatus(multistatus: ET.Element, **options) -> None:
+    """augment_response() for every <response> of a whole tree (the options are augment_response's)."""
     for response in multistatus.iter(D_RESPONSE):
-        augment_response(response, requested=requested, injected=injected, describe=describe,
-                         vapid_public_key=vapid_public_key, minimal=minimal)
+        augment_response(response, **options)
 
 
 def augment_response(
@@ -95,7 +86,8 @@ def augment_response(
     vapid_public_key: str,
     minimal: bool = False,
 ) -> None:
-    """One <response> of augment_multistatus (for answers handled response by response)."""
+    """Fill push props into one <response> in place: a 200 propstat for push-capable resources,
+    404 for the rest."""
     facts = _facts(response)
     topic = describe(facts) if facts else None
     for propstat in response.findall(D_PROPSTAT):

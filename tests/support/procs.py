@@ -26,7 +26,7 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 
-from .env import ADMIN_PASSWORD, SECRET_KEY, WEBHOOK_SECRET
+from .env import service_settings
 from .servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,16 +56,7 @@ def service_env(redis_url: str, upstream_url: str, vapid_key_file: str, **overri
     loopback receiver). Keyword overrides win; a value of None removes the variable."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
     env.update({
-        "REDIS_URL": redis_url,
-        "UPSTREAM_URL": upstream_url,
-        "PUBLIC_URL": "https://push.example.test",
-        "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "VAPID_PRIVATE_KEY_FILE": vapid_key_file,
-        "VAPID_SUBJECT": "mailto:admin@example.test",
-        "SECRET_KEY": SECRET_KEY,
-        "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PUSH_ALLOW_HTTP": "true",
-        "PUSH_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        **service_settings(redis_url, upstream_url, vapid_key_file),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(TESTS), os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
     })
