@@ -230,7 +230,7 @@ def main() -> int:
                               f"worker CPU {result['worker_cpu_s']:5.2f} s", flush=True)
     finally:
         upstream.stop()
-        common.clean_db12()
+        common.clean_bench_db()
 
     answer_mb = len(upstream.large) / 1024 / 1024
     print(f"\nmedians of {args.runs} runs: peak RSS growth of the web worker (answer: {answer_mb:.2f} MB)")
