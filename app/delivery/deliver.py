@@ -36,7 +36,8 @@ from .sender import PushRequest, PushSender
 
 logger = logging.getLogger("davpush.delivery")
 RETRY_JOB = "app.jobs.retry_pushes"
-APPLY_BATCH = 1000  # outcomes applied to Redis at once
+APPLY_BATCH = 2000  # outcomes applied to Redis at once
+APPLY_WINDOW = 0.05  # seconds outcomes gather before they are applied (a worker killed meanwhile resends them)
 MAX_RESUMES = 5  # a fan-out that killed its worker this often is given up (logged)
 
 
@@ -236,6 +237,7 @@ class Deliverer:
     def _apply_forever(self) -> None:
         while True:
             batch = [self._inbox.get()]
+            time.sleep(APPLY_WINDOW)  # let outcomes gather: one Redis round per batch, not per push
             while len(batch) < APPLY_BATCH:
                 try:
                     batch.append(self._inbox.get_nowait())
