@@ -8,6 +8,7 @@ import socket
 import threading
 
 from .config import load_settings
+from .delivery import origin_gate
 from .delivery.deliver import Deliverer
 from .delivery.egress_proxy import parse_proxy_url
 from .delivery.sender import PushSender
@@ -40,11 +41,17 @@ class WorkerContext:
             straggler_after=settings.push_straggler_seconds,
             proxy=settings.push_proxy,
             keepalive_timeout=settings.push_keepalive_seconds,
+            slot_lease=self._lease_slots,
         )
         if settings.push_proxy:
             log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=parse_proxy_url(settings.push_proxy).label)
         self.deliverer = Deliverer(services, self.sender, owner=process_name())
         self.pid = os.getpid()
+
+    def _lease_slots(self, origin: str, wanted: int, limit: int) -> int:
+        """This worker's share of a push service's request slots (limits hold across all workers)."""
+        lease_ms = int(origin_gate.LEASE_SECONDS * 1000)
+        return self.services.store.lease_origin_slots(origin, process_name(), wanted, limit, lease_ms)
 
 
 def context() -> WorkerContext:

@@ -32,6 +32,7 @@ import ssl
 import threading
 import traceback
 from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ from . import ssrf
 from .egress_proxy import parse_proxy_url
 from .guarded_dns import GuardedDNS
 from .http1 import Connection, NamedFailure, ProtocolError, error_name, read_answer, read_head, request_bytes
+from .origin_gate import OriginGate, SlotLease
 from .outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 
 SWEEP_SECONDS = 0.1  # resolution of the read timeout and of straggler demotion
@@ -92,6 +94,7 @@ class PushSender:
         straggler_after: float = 0.5,
         proxy: str = "",
         keepalive_timeout: float = 30.0,
+        slot_lease: SlotLease | None = None,
     ):
         self.concurrency = concurrency
         self.per_origin = per_origin
@@ -105,6 +108,8 @@ class PushSender:
         self.ssl_context = ssl_context or _default_ssl_context()
         self.proxy = parse_proxy_url(proxy)
         self.keepalive_timeout = keepalive_timeout
+        self.slot_lease = slot_lease  # per-origin limits across all workers (see origin_gate.py)
+        self._lease_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push-slots")
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -117,7 +122,7 @@ class PushSender:
         self._reaper = None
         self._dns = GuardedDNS(allowed_networks=self.allowed_networks, getaddrinfo=self.resolver)
         self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
-        self._origin_slots: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, OriginGate] = {}
         self._waiting: set = set()  # connections waiting for an answer (see _sweep)
         self._flights: set[_Flight] = set()  # requests holding a PUSH_CONCURRENCY slot
         self._demoted = 0
@@ -228,13 +233,14 @@ class PushSender:
                 lane.cancel()
 
     async def _drain(self, origin: str, queue: deque, authorization: str, on_outcome: Callable[[Outcome], None]) -> None:
-        origin_slots = self._origin_slots.get(origin)
-        if origin_slots is None:
-            origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.limit_for(origin))
+        gate = self._gates.get(origin)
+        if gate is None:
+            gate = self._gates[origin] = OriginGate(origin, self.limit_for(origin), self.slot_lease, self._lease_pool)
         loop = asyncio.get_running_loop()
         while queue:
             endpoint, item = queue.popleft()
-            async with origin_slots:
+            await gate.acquire()
+            try:
                 await self._slots.acquire()
                 flight = _Flight(loop.time() + self.straggler_after)
                 self._flights.add(flight)
@@ -246,6 +252,8 @@ class PushSender:
                         self._demoted -= 1
                     else:
                         self._slots.release()
+            finally:
+                gate.release()
             on_outcome(outcome)
 
     async def _send_one(self, endpoint: ssrf.Endpoint, item: PushRequest, authorization: str) -> Outcome:
