@@ -237,12 +237,10 @@ class Deliverer:
     def _apply_forever(self) -> None:
         while True:
             batch = [self._inbox.get()]
-            time.sleep(APPLY_WINDOW)  # let outcomes gather: one Redis round per batch, not per push
-            while len(batch) < APPLY_BATCH:
-                try:
-                    batch.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
+            self._gather(batch)
+            if len(batch) < APPLY_BATCH and _more_coming(batch):
+                time.sleep(APPLY_WINDOW)  # a large fan-out: one Redis round per batch, not per push
+                self._gather(batch)
             delay = 0.5
             while True:
                 try:
@@ -255,6 +253,13 @@ class Deliverer:
                 except Exception:
                     logger.exception("could not apply push outcomes")
                     break
+
+    def _gather(self, batch: list) -> None:
+        while len(batch) < APPLY_BATCH:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return
 
     def _apply(self, batch: list[tuple[Fanout, Outcome]]) -> None:
         by_fanout: dict[str, tuple[Fanout, list[Outcome]]] = {}
@@ -323,6 +328,14 @@ class Deliverer:
     def renew_leases(self) -> None:
         """Called by the worker's housekeeping well within FANOUT_LEASE_SECONDS."""
         self.store.renew_fanouts(list(self.active), self.owner, self._lease_end())
+
+
+def _more_coming(batch: list[tuple[Fanout, Outcome]]) -> bool:
+    """Whether a fan-out in the batch still waits for more answers than the batch holds (only
+    then is waiting APPLY_WINDOW worth it: a small fan-out's job must not wait for nothing)."""
+    counts = Counter(fanout.id for fanout, _ in batch)
+    fanouts = {fanout.id: fanout for fanout, _ in batch}
+    return any(len(fanouts[i].outstanding) > n for i, n in counts.items())
 
 
 def _new_id() -> str:
