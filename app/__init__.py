@@ -9,9 +9,7 @@ import redis
 from flask import Flask, Response, g, request
 
 from .config import Settings, load_settings
-from .logs import log, new_request_id, request_id, setup_logging
-
-access_logger = logging.getLogger("davpush.access")
+from .logs import client_request_id, log_request, new_request_id, request_id
 
 
 def create_app(settings: Settings | None = None, services=None) -> Flask:
@@ -33,6 +31,7 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(gateway.create_blueprint(settings.dav_prefix))
     _install_request_logging(app)
+    app.wsgi_app = gateway.DavLane(app.wsgi_app, services)  # DAV requests skip Flask (see gateway/lane.py)
 
     @app.errorhandler(404)
     def not_found(_error):
@@ -54,29 +53,15 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     return app
 
 
-def _client_request_id() -> str:
-    """A caller's X-Request-Id, if it is safe to put in logs."""
-    value = request.headers.get("X-Request-Id", "")
-    return value if 0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) else ""
-
-
 def _install_request_logging(app: Flask) -> None:
     @app.before_request
     def start():
         g.started = time.perf_counter()
-        g.request_id = _client_request_id() or new_request_id()
+        g.request_id = client_request_id(request.headers.get("X-Request-Id")) or new_request_id()
         request_id.set(g.request_id)
 
     @app.after_request
     def finish(response):
         response.headers["X-Request-Id"] = g.get("request_id", "-")
-        log(
-            access_logger,
-            logging.INFO,
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-        )
+        log_request(request.method, request.path, response.status_code, g.get("started", time.perf_counter()))
         return response

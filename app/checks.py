@@ -34,7 +34,8 @@ def check_upstream(services) -> tuple[bool, str]:
     where = services.settings.upstream_url
     root = (services.settings.dav_prefix or "") + "/"
     try:
-        response = services.upstream.send("OPTIONS", root, {}, None, stream=False, timeout=CHECK_SECONDS)
+        response = services.upstream.send("OPTIONS", root, {}, None, timeout=CHECK_SECONDS)
+        response.close()
     except UpstreamLoop:
         return False, (
             f"{where} loops back to davpush (UPSTREAM_URL must be Nextcloud's internal address, "
@@ -44,9 +45,9 @@ def check_upstream(services) -> tuple[bool, str]:
         return False, f"{where} did not answer in time" if error.status == 504 else f"{where} is unreachable"
     except Exception as error:  # anything else the HTTP stack raises
         return False, f"{where} failed: {error or type(error).__name__}"
-    if response.status_code >= 500:
-        return False, f"{where} answers {response.status_code}"
-    return True, f"{where} answers {response.status_code}"
+    if response.status >= 500:
+        return False, f"{where} answers {response.status}"
+    return True, f"{where} answers {response.status}"
 
 
 def check_workers(services) -> tuple[bool, str]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from urllib.parse import urlsplit
 
@@ -38,7 +38,23 @@ def short_id(subscription_id: str) -> str:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
+
+
+def client_request_id(value: str | None) -> str:
+    """A caller's X-Request-Id, if it is safe to put in logs ("" otherwise)."""
+    value = value or ""
+    return value if 0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) else ""
+
+
+access_logger = logging.getLogger("davpush.access")
+
+
+def log_request(method: str, path: str, status: int, started: float) -> None:
+    """The access log line of one request (`started`: its time.perf_counter())."""
+    if access_logger.isEnabledFor(logging.INFO):
+        log(access_logger, logging.INFO, "request", method=method, path=path, status=status,
+            ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 class JsonFormatter(logging.Formatter):

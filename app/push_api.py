@@ -14,4 +14,4 @@ def delete_subscription(sub_id: str):
     try:
         return registration.handle_delete(current_app.extensions["davpush"], sub_id)
     except UpstreamUnavailable as error:
-        return proxy.unavailable(error)
+        return proxy.unavailable(error).to_flask()

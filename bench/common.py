@@ -315,6 +315,14 @@ def versions() -> dict:
     return info
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def save_json(name: str, data) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name

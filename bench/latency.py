@@ -46,7 +46,6 @@ import json
 import queue
 import random
 import re
-import socket
 import sys
 import threading
 import time
@@ -99,12 +98,6 @@ def envelope(owner: str, uri: str, calendar_id: int, token: int, n: int) -> byte
     return json.dumps(payload).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Setup:
     """Receiver + subscriptions (+ web and worker for the davpush configurations)."""
 
@@ -118,7 +111,7 @@ class Setup:
         self.receiver = common.Receiver(0, record=True)
         self.procs.append(self.receiver)
         try:
-            self.port = free_port()
+            self.port = common.free_port()
             self.env = common.bench_env(
                 PORT=self.port, BIND_HOST="127.0.0.1", PUBLIC_URL=f"http://127.0.0.1:{self.port}",
                 PUSH_MIN_INTERVAL_MS=self.min_interval_ms if self.min_interval_ms is not None else 1000,

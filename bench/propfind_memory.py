@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import socket
 import sys
 import threading
 import time
@@ -86,12 +85,6 @@ class CannedUpstream:
         self.server.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM in kB."""
     fields = {}
@@ -136,7 +129,7 @@ class Web:
     """The web process of one checkout, on a free port, in front of the canned upstream."""
 
     def __init__(self, app_dir: Path, upstream_url: str, label: str, worker_class: str = ""):
-        self.port = free_port()
+        self.port = common.free_port()
         env = common.bench_env(PORT=self.port, BIND_HOST="127.0.0.1", UPSTREAM_URL=upstream_url,
                                PUBLIC_URL=f"http://127.0.0.1:{self.port}", WEB_CONCURRENCY=1, WEB_THREADS=32,
                                LOG_LEVEL="warning", PYTHONPATH=str(app_dir))

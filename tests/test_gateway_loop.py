@@ -67,9 +67,9 @@ def test_every_method_is_refused_with_508_at_once(looping, method, headers, body
 
 
 def test_loop_is_logged_once_not_per_request(looping, caplog):
-    import app.gateway as gateway
+    import app.gateway.lane as lane
 
-    gateway._last_loop_warning = float("-inf")
+    lane._last_loop_warning = float("-inf")
     with caplog.at_level(logging.WARNING, logger="davpush.gateway"):
         for _ in range(3):
             assert requests.request("PROPFIND", looping.dav("/"), auth=ALICE, timeout=HANG).status_code == 508

@@ -1,26 +1,18 @@
-"""The DAV gateway blueprint: everything under DAV_PREFIX goes through here."""
+"""The DAV gateway: everything under DAV_PREFIX goes through here.
+
+Most requests are answered by the DAV lane (lane.py) before Flask sees them; the blueprint
+answers POST (push registration, or forwarded) and whatever the lane leaves to Flask.
+"""
 from __future__ import annotations
 
-import logging
-import time
-
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, current_app, request
 from werkzeug.routing import PathConverter
 
-from ..logs import log
-from . import discovery, proxy, registration, writes
-from .loop import LOOP_STATUS
+from . import proxy, registration, writes
+from .lane import DAV_METHODS, DavLane, answer_dav, refuse_looped_request
 from .upstream import UnreadableRequestBody, UpstreamUnavailable
 
-logger = logging.getLogger("davpush.gateway")
-LOOP_WARNING_INTERVAL = 60.0  # seconds between warnings about the same misconfiguration, per process
-LOOPED_BODY_DRAIN = 1024 * 1024
-_last_loop_warning = float("-inf")
-
-DAV_METHODS = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "PROPPATCH", "MKCOL",
-    "MKCALENDAR", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH", "ACL", "BIND", "UNBIND", "REBIND",
-]  # fmt: skip
+__all__ = ["AnyPath", "DavLane", "create_blueprint"]
 
 
 class AnyPath(PathConverter):
@@ -33,59 +25,33 @@ class AnyPath(PathConverter):
 def create_blueprint(dav_prefix: str) -> Blueprint:
     """The gateway's routes; the app must have AnyPath registered as the `anypath` converter."""
     blueprint = Blueprint("gateway", __name__)
-    blueprint.before_request(refuse_looped_request)
+    blueprint.before_request(_refuse_looped_request)
     for rule in {dav_prefix or "/", dav_prefix + "/", dav_prefix + "/<anypath:subpath>"}:
         blueprint.add_url_rule(
             rule,
             view_func=dav_entry,
-            methods=DAV_METHODS,
+            methods=sorted(DAV_METHODS),
             strict_slashes=False,
             provide_automatic_options=False,
         )
     return blueprint
 
 
-def refuse_looped_request():
-    """A request davpush itself forwarded has come back: answer 508 before anything else runs
-    (forwarding it again would go round until every connection hangs)."""
-    global _last_loop_warning
-    services = current_app.extensions["davpush"]
-    mark = services.upstream.mark
-    if mark is None or not mark.carried_by(request.headers.get("Via")):
-        return None
-    now = time.monotonic()
-    if now - _last_loop_warning >= LOOP_WARNING_INTERVAL:
-        _last_loop_warning = now
-        log(logger, logging.WARNING,
-            "request loop: a request this davpush forwarded came back to it; UPSTREAM_URL must be Nextcloud's "
-            "internal address, not the public one that routes DAV requests to davpush (answering 508)",
-            upstream=services.settings.upstream_url, method=request.method, path=request.path)
-    try:
-        # Read a small body, so the sender gets the answer instead of a reset connection.
-        proxy.read_prefix(LOOPED_BODY_DRAIN)
-    except UnreadableRequestBody:
-        pass
-    message = (
-        "508 Loop Detected: this request was forwarded by davpush and came back to it. UPSTREAM_URL must be "
-        "Nextcloud's internal address, not the public one that routes DAV requests to davpush.\n"
-    )
-    return Response(message, LOOP_STATUS, headers=mark.answer_headers(), mimetype="text/plain")
+def _refuse_looped_request():
+    refusal = refuse_looped_request(current_app.extensions["davpush"], request.environ)
+    return None if refusal is None else refusal.to_flask()
 
 
 def dav_entry(subpath: str = ""):
     services = current_app.extensions["davpush"]
+    if request.method != "POST":
+        return answer_dav(services, request.environ).to_flask()
     try:
-        if request.method == "PROPFIND":
-            return discovery.handle_propfind(services)
-        if request.method == "OPTIONS":
-            return discovery.handle_options(services)
-        if request.method == "POST":
-            response = registration.handle_post(services)
-        else:
-            response = proxy.forward(services.upstream, proxy.request_body())
+        response = registration.handle_post(services)
     except (UpstreamUnavailable, UnreadableRequestBody) as error:
-        return proxy.unavailable(error)
-    if request.method in writes.WRITE_METHODS and 200 <= response.status_code < 300 and not registration.is_ours(response):
-        observed = writes.observation(request.method, proxy.raw_path(request.environ), request.headers, proxy.forwarded_for())
+        return proxy.unavailable(error).to_flask()
+    if not registration.is_ours(response) and 200 <= response.status_code < 300:
+        environ = request.environ
+        observed = writes.observation("POST", proxy.raw_path(environ), environ, proxy.forwarded_for(environ))
         response.call_on_close(lambda: writes.run_safely(services, observed))
     return response

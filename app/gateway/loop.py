@@ -27,11 +27,11 @@ class LoopMark:
         self.answer_token = _derive(secret_key, b"answer")
         self.via_entry = f"1.1 {self.pseudonym}"
 
-    def stamp(self, headers: dict) -> dict:
-        """`headers` with this installation's Via entry appended (a copy)."""
-        stamped = {name: value for name, value in headers.items() if name.lower() != "via"}
-        prior = ", ".join(value for name, value in headers.items() if name.lower() == "via" and value)
-        stamped["Via"] = f"{prior}, {self.via_entry}" if prior else self.via_entry
+    def stamp(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`headers` (name, value pairs) with this installation's Via entry appended."""
+        prior = ", ".join(value for name, value in headers if name.lower() == "via" and value)
+        stamped = [(name, value) for name, value in headers if name.lower() != "via"]
+        stamped.append(("Via", f"{prior}, {self.via_entry}" if prior else self.via_entry))
         return stamped
 
     def carried_by(self, via: str | None) -> bool:
@@ -45,9 +45,9 @@ class LoopMark:
     def answer_headers(self) -> dict:
         return {ANSWER_HEADER: self.answer_token}
 
-    def is_loop_answer(self, status: int, headers) -> bool:
-        """Whether an upstream answer is this installation refusing its own request."""
+    def is_loop_answer(self, status: int, answer_header: str | None) -> bool:
+        """Whether an upstream answer (its status and ANSWER_HEADER) is this installation refusing its own request."""
         if status != LOOP_STATUS:
             return False
-        value = headers.get(ANSWER_HEADER) or ""
+        value = answer_header or ""
         return hmac.compare_digest(value.encode(), self.answer_token.encode())

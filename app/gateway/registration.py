@@ -34,14 +34,14 @@ def dav_error(status: int, message: str, precondition: str | None = None, header
 def handle_post(services) -> Response:
     """Registrations are handled here; every other POST is forwarded with its body intact."""
     if request.mimetype not in XML_TYPES:
-        return proxy.forward(services.upstream, proxy.request_body())
-    prefix = proxy.read_prefix(MAX_BODY_BYTES + 1)
+        return proxy.forward(services.upstream, request.environ, proxy.request_body(request.environ)).to_flask()
+    prefix = proxy.read_prefix(request.environ, MAX_BODY_BYTES + 1)
     try:
         root_tag = xmlsafe.root_tag(prefix)
     except xmlsafe.XmlError as error:
         return dav_error(400, f"not a valid XML request body: {error}")
     if root_tag != PUSH_REGISTER:
-        return proxy.forward(services.upstream, proxy.request_body(prefix))
+        return proxy.forward(services.upstream, request.environ, proxy.request_body(request.environ, prefix)).to_flask()
     if len(prefix) > MAX_BODY_BYTES:
         return dav_error(413, f"a push-register body may be at most {MAX_BODY_BYTES} bytes")
     try:
@@ -58,7 +58,7 @@ def register(services, body: bytes) -> Response:
         raise RegistrationError(400, f"not a valid push-register document: {error}") from None
 
     path = proxy.raw_path(request.environ)
-    facts = services.upstream.lookup(path, request.headers.get("Authorization"), proxy.forwarded_for())
+    facts = services.upstream.lookup(path, request.headers.get("Authorization"), proxy.forwarded_for(request.environ))
     refusal = access_refusal(facts, require_collection=True)
     if refusal is not None:
         return refusal
@@ -145,7 +145,7 @@ def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Respo
 def handle_delete(services, sub_id: str) -> Response:
     # Credentials first, so that an unauthenticated caller cannot probe which ids exist.
     root = (services.settings.dav_prefix or "") + "/"
-    facts = services.upstream.lookup(root, request.headers.get("Authorization"), proxy.forwarded_for())
+    facts = services.upstream.lookup(root, request.headers.get("Authorization"), proxy.forwarded_for(request.environ))
     refusal = access_refusal(facts, require_collection=False)
     if refusal is not None and facts.status == 401:
         return refusal

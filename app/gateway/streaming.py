@@ -12,12 +12,11 @@ import logging
 import time
 from typing import Iterator
 
-from flask import Response
-from urllib3.exceptions import HTTPError, ReadTimeoutError
-
 from ..logs import log
 from ..protocol.xmlsafe import XmlError
+from .answer import Answer
 from .upstream import CHUNK, UpstreamUnavailable
+from .upstream_http import Response, UpstreamError, UpstreamTimeout
 
 logger = logging.getLogger("davpush.gateway")
 
@@ -26,14 +25,14 @@ class StreamAborted(Exception):
     """Raised into the WSGI server after the status line was sent: it then drops the connection."""
 
 
-def upstream_body(upstream_response) -> Iterator[bytes]:
+def upstream_body(upstream_response: Response) -> Iterator[bytes]:
     """The decoded body, whatever has arrived at a time; read failures as UpstreamUnavailable."""
     while True:
         try:
-            data = upstream_response.raw.read1(CHUNK, decode_content=True)
-        except ReadTimeoutError:
+            data = upstream_response.read1(CHUNK)
+        except UpstreamTimeout:
             raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
-        except (HTTPError, OSError):
+        except UpstreamError:
             raise UpstreamUnavailable(502, "the upstream DAV server broke off its answer") from None
         if not data:
             return
@@ -44,8 +43,8 @@ def upstream_body(upstream_response) -> Iterator[bytes]:
         time.sleep(0)
 
 
-def respond(upstream_response, output: Iterator[bytes], *, status: int, headers: list, content_type: str,
-            unreadable: str, path: str) -> Response:
+def respond(upstream_response: Response, output: Iterator[bytes], *, status: int, headers: list, content_type: str,
+            unreadable: str, path: str) -> Answer:
     """A response of `output` (a generator over upstream_response's body), which is closed on every path.
 
     XmlError before anything is sent: a 502 with the text `unreadable`. UpstreamUnavailable before
@@ -60,21 +59,22 @@ def respond(upstream_response, output: Iterator[bytes], *, status: int, headers:
                 break
         else:
             upstream_response.close()
-            return Response(b"".join(head), status, headers=headers, content_type=content_type)
+            body = b"".join(head)
+            return Answer(status, [*headers, ("Content-Type", content_type), ("Content-Length", str(len(body)))],
+                          [body])
     except XmlError as error:
         upstream_response.close()
         log(logger, logging.WARNING, "unreadable upstream answer", path=path, error=str(error))
-        return Response(unreadable, 502, mimetype="text/plain")
+        return Answer.text(502, unreadable)
     except BaseException:
         upstream_response.close()
         raise
-    response = Response(_stream(head, output, upstream_response, path), status, headers=headers,
-                        content_type=content_type)
-    response.call_on_close(upstream_response.close)  # also when the body is never iterated
-    return response
+    # on_close: also when the body is never iterated
+    return Answer(status, [*headers, ("Content-Type", content_type)], _stream(head, output, upstream_response, path),
+                  on_close=upstream_response.close)
 
 
-def _stream(head: list[bytes], output: Iterator[bytes], upstream_response, path: str) -> Iterator[bytes]:
+def _stream(head: list[bytes], output: Iterator[bytes], upstream_response: Response, path: str) -> Iterator[bytes]:
     try:
         yield from head
         head.clear()

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
-
-import requests
-from requests.adapters import HTTPAdapter
+from urllib.parse import urlsplit
 
 from ..protocol import xmlsafe
 from ..protocol.propfind import ok_props
@@ -23,7 +22,8 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
-from .loop import LoopMark
+from .loop import ANSWER_HEADER, LoopMark
+from .upstream_http import Origin, Pool, Response, UpstreamError, UpstreamTimeout, exchange
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -40,6 +40,7 @@ HOP_BY_HOP = frozenset(
     )
 )
 CHUNK = 64 * 1024
+BODY_CHUNK = 1024 * 1024  # request bodies are read and sent in pieces of up to this much
 MAX_MULTISTATUS = 32 * 1024 * 1024
 
 
@@ -90,28 +91,29 @@ def end_to_end(headers) -> list[tuple[str, str]]:
 
 
 class StreamBody:
-    """A request body read in chunks: an optional already-read prefix, then the rest.
-
-    `len` lets requests send a Content-Length instead of chunked encoding.
-    """
+    """A client's request body, sent on as it is read: an already-read prefix, then the rest of
+    `stream` (`length` bytes of it, or up to its end when the length is unknown: sent chunked)."""
 
     def __init__(self, prefix: bytes, stream, length: int | None):
         self._prefix = prefix
         self._stream = stream
-        self.len = length
+        self._rest = None if length is None else length - len(prefix)
+        self.length = length
+        self.started = False
 
-    def read(self, size: int = -1) -> bytes:
-        size = CHUNK if size is None or size < 0 else size
+    def chunks(self) -> Iterator[bytes]:
+        self.started = True
         if self._prefix:
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        return read_client(self._stream, size) if self._stream is not None else b""
-
-    def __iter__(self):
-        while True:
-            data = self.read(CHUNK)
+            yield self._prefix
+        rest = self._rest
+        while rest is None or rest > 0:
+            data = read_client(self._stream, BODY_CHUNK if rest is None else min(BODY_CHUNK, rest))
             if not data:
+                if rest:
+                    raise UnreadableRequestBody()
                 return
+            if rest is not None:
+                rest -= len(data)
             yield data
 
 
@@ -133,41 +135,33 @@ _LOOKUP_BODY = (
 
 
 class Upstream:
+    """The upstream DAV server (UPSTREAM_URL): requests sent from here carry the loop mark."""
+
     def __init__(self, base_url: str, *, timeout: float, verify_tls: bool = True, pool_size: int = 64,
                  mark: LoopMark | None = None):
         self.base_url = base_url.rstrip("/")
         self.mark = mark  # put on every request sent from here (see loop.py)
-        self.timeout = (10.0, timeout)
-        self.session = requests.Session()
-        self.session.headers.clear()  # a proxy must not add headers of its own
-        self.session.trust_env = False
-        self.session.verify = verify_tls
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.timeout = timeout
+        self.path_prefix = urlsplit(self.base_url).path
+        self.pool = Pool(Origin.parse(self.base_url), connect_timeout=10.0, verify_tls=verify_tls, size=pool_size)
 
     def url(self, raw_path_and_query: str) -> str:
         return self.base_url + raw_path_and_query
 
-    def send(self, method: str, raw_path_and_query: str, headers, body=None, stream: bool = True,
-             timeout: float | None = None):
+    def send(self, method: str, raw_path_and_query: str, headers, body=None, timeout: float | None = None) -> Response:
+        """The answer, its body unread: read it (read1/read_all) and close() it.
+        `headers`: a dict or (name, value) pairs, end-to-end ones only (Host and framing are added)."""
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
         if self.mark is not None:
-            headers = self.mark.stamp(headers or {})
+            pairs = self.mark.stamp(pairs)
         try:
-            response = self.session.request(
-                method,
-                self.url(raw_path_and_query),
-                headers=headers,
-                data=body,
-                stream=stream,
-                allow_redirects=False,
-                timeout=self.timeout if timeout is None else (timeout, timeout),
-            )
-        except requests.Timeout:
+            response = exchange(self.pool, method, self.path_prefix + raw_path_and_query, pairs, body,
+                                read_timeout=self.timeout if timeout is None else timeout)
+        except UpstreamTimeout:
             raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
-        except requests.RequestException:
+        except UpstreamError:
             raise UpstreamUnavailable(502, "the upstream DAV server is unreachable") from None
-        if self.mark is not None and self.mark.is_loop_answer(response.status_code, response.headers):
+        if self.mark is not None and self.mark.is_loop_answer(response.status, response.header(ANSWER_HEADER)):
             response.close()
             raise UpstreamLoop(self.base_url)
         return response
@@ -179,15 +173,26 @@ class Upstream:
                    **(forwarded or {})}
         if authorization:
             headers["Authorization"] = authorization
-        response = self.send("PROPFIND", raw_path, headers, _LOOKUP_BODY, stream=False)
-        facts = CollectionFacts(status=response.status_code)
-        if response.status_code == 401:
-            facts.www_authenticate = response.raw.headers.getlist("WWW-Authenticate") if response.raw else []
-            return facts
-        if response.status_code != 207:
-            return facts
+        response = self.send("PROPFIND", raw_path, headers, _LOOKUP_BODY)
         try:
-            root = xmlsafe.parse(response.content, max_bytes=MAX_MULTISTATUS)
+            facts = CollectionFacts(status=response.status)
+            if response.status == 401:
+                facts.www_authenticate = response.header_list("WWW-Authenticate")
+                return facts
+            if response.status != 207:
+                return facts
+            try:
+                response.decode_content()
+                content = response.read_all(MAX_MULTISTATUS)
+            except UpstreamTimeout:
+                raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
+            except UpstreamError:
+                facts.status = 502
+                return facts
+        finally:
+            response.close()
+        try:
+            root = xmlsafe.parse(content, max_bytes=MAX_MULTISTATUS)
         except xmlsafe.XmlError:
             facts.status = 502
             return facts

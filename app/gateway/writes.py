@@ -72,16 +72,17 @@ class WriteObservation:
     request_id: str
 
 
-def observation(method: str, raw_path: str, headers, forwarded: dict) -> WriteObservation:
+def observation(method: str, raw_path: str, environ, forwarded: dict) -> WriteObservation:
+    """What a write request (its WSGI environ) needs once answered."""
     try:
-        destination_path = urlsplit(headers.get("Destination") or "").path or None
+        destination_path = urlsplit(environ.get("HTTP_DESTINATION") or "").path or None
     except ValueError:  # unparsable: upstream accepted the write anyway, so only the source is known
         destination_path = None
     return WriteObservation(
         changes=affected(method, raw_path, destination_path),
-        authorization=headers.get("Authorization"),
+        authorization=environ.get("HTTP_AUTHORIZATION"),
         forwarded=forwarded,
-        dont_notify=parse_dont_notify(headers.getlist("Push-Dont-Notify")),
+        dont_notify=parse_dont_notify([value] if (value := environ.get("HTTP_PUSH_DONT_NOTIFY")) else []),
         accepted_ms=int(time.time() * 1000),
         request_id=request_id.get(),
     )

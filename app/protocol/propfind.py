@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -32,6 +33,15 @@ from .xmlsafe import text_of
 
 D_PROPFIND = qn(DAV, "propfind")
 CLASSIFYING_PROPS = (D_RESOURCETYPE, OC_OWNER_PRINCIPAL, D_OWNER)
+
+
+def may_request_push_props(body: bytes) -> bool:
+    """False only when `body` certainly names no push property: an ASCII-compatible document without
+    the push namespace's URI or a character reference (that could spell it). Lets the gateway pass
+    the common PROPFIND on without parsing it."""
+    if PUSH.encode() in body or b"&#" in body:
+        return True
+    return body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:512]
 
 
 def requested_push_props(root: ET.Element) -> list[str]:
@@ -159,6 +169,12 @@ def _drop_empty_propstats(response: ET.Element) -> None:
         empty = empty[1:]  # a response needs at least one propstat
     for propstat in empty:
         response.remove(propstat)
+
+
+@lru_cache(maxsize=4096)
+def push_value(tag: str, topic: str, vapid_public_key: str) -> bytes:
+    """A push property's value serialized on its own (it declares its namespaces)."""
+    return ET.tostring(_push_value(tag, topic, vapid_public_key))
 
 
 def _push_value(tag: str, topic: str, vapid_public_key: str) -> ET.Element:
