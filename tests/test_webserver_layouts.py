@@ -95,7 +95,7 @@ def split_methods(server: str) -> set[str]:
     """The methods the split variant sends under /remote.php/dav/ straight to Nextcloud."""
     text = (WEB / SPLIT_VARIANTS[server][1]).read_text()
     if server == "nginx":
-        public = [body for _, body in blocks(text, r"server") if "listen 443 ssl;" in body][0]
+        public = next(body for _, body in blocks(text, r"server") if "listen 443 ssl;" in body)
         dav = public.split("location ^~ /remote.php/dav/ {", 1)[1].split("\n    }", 1)[0]
         (methods,) = re.findall(r"if \(\$request_method ~ \^\(([A-Z|]+)\)\$\) \{\s*return 418;", dav)
         assert "error_page 418 = @nextcloud-dav;" in dav
