@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -59,12 +60,12 @@ def measure(site: str, count: int) -> dict[str, dict[str, float]]:
     for i in range(30):
         stub.add_object("alice", "work", f"event-{i}.ics")
     ports = Ports.pick()
-    with cleanup(Stopper(stub.stop)) as running:
+    with cleanup(Stopper(lambda: shutil.rmtree(directory, ignore_errors=True)), Stopper(stub.stop)) as running:
         nginx = Nginx(find_nginx(), render(directory, ports, int(stub.url.rsplit(":", 1)[1]), site=site), ports)
         running.append(Stopper(nginx.stop))
         davpush = Gunicorn(bench_env(UPSTREAM_URL=nginx.internal, PUBLIC_URL=nginx.public, LOG_LEVEL="info"),
                            ports.davpush, directory)
-        running.insert(1, Stopper(davpush.stop))  # stopped after nginx, whose keep-alive would hold it up
+        running.insert(2, Stopper(davpush.stop))  # stopped after nginx, whose keep-alive would hold it up
         worker = davpush.worker_pid()
         (nginx_worker,) = children(nginx.process.pid)
         session = requests.Session()
