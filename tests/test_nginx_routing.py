@@ -1,6 +1,8 @@
 """The shipped nginx layout in a real nginx, in front of davpush (gunicorn, as deployed) and a
 Nextcloud stand-in: DAV and /push/ go through davpush, everything else straight to Nextcloud,
-50 MB bodies stream both ways, and the documented layout does not loop.
+50 MB bodies stream both ways, and the documented layout does not loop. The method-split variant
+(sites-available/nextcloud-split.conf) sends GET, HEAD and REPORT under /remote.php/dav/ straight
+to Nextcloud and everything else as the full layout does.
 
 Needs the nginx binary (Debian package; `.ci/run` installs it). Without it these tests skip,
 unless DAVPUSH_REQUIRE_NGINX is set (CI), where they fail instead.
@@ -11,6 +13,8 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,10 @@ from app.gateway.loop import LoopMark
 from app.store import Store
 from support import bodies
 from support.env import ADMIN_PASSWORD, SECRET_KEY, WEBHOOK_SECRET
-from support.nextcloud_stub import STATUS_JSON, NextcloudStub, pattern_bytes, pattern_sha256
+from support.nextcloud_stub import STATUS_JSON, NextcloudStub, ics_event, pattern_bytes, pattern_sha256
 from support.nginx_layout import (
+    SITE,
+    SPLIT_SITE,
     Gunicorn,
     Nginx,
     Ports,
@@ -32,6 +38,7 @@ from support.nginx_layout import (
     render,
     reset_peak_memory,
 )
+from support.push_receiver import ClientKeys
 
 NGINX = find_nginx()
 if NGINX is None:
@@ -269,13 +276,148 @@ def test_loop_is_named_by_healthz_check_and_log(looping):
 # -- the shipped files --------------------------------------------------------------------------
 
 
-def test_shipped_php_part_is_valid_nginx(tmp_path):
+@pytest.mark.parametrize("site", [SITE, SPLIT_SITE])
+def test_shipped_php_part_is_valid_nginx(tmp_path, site):
     """`nginx -t` on the layout with the real PHP-FPM part (only addresses substituted)."""
     from support.nginx_layout import PHP_PART, SHIPPED
 
     (tmp_path / "fastcgi_params").write_text(
         Path("/etc/nginx/fastcgi_params").read_text() if Path("/etc/nginx/fastcgi_params").exists() else ""
     )
-    conf = render(tmp_path, Ports.pick(), stub_port=9, php_part=(SHIPPED / PHP_PART).read_text())
+    conf = render(tmp_path, Ports.pick(), stub_port=9, php_part=(SHIPPED / PHP_PART).read_text(), site=site)
     result = check_config(NGINX, conf)
     assert result.returncode == 0, result.stderr
+
+
+# -- the method-split layout (sites-available/nextcloud-split.conf) -----------------------------
+
+SYNC_COLLECTION = (b'<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:"><d:sync-token/>'
+                   b"<d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>")
+
+
+@pytest.fixture(scope="module")
+def split_layout(tmp_path_factory, redis_url, vapid_key_file):
+    """The method-split layout, as documented: davpush's UPSTREAM_URL is nginx's internal server."""
+    directory = tmp_path_factory.mktemp("nginx-split")
+    stub = NextcloudStub().start()
+    ports = Ports.pick()
+    nginx = Nginx(NGINX, render(directory, ports, int(stub.url.rsplit(":", 1)[1]), site=SPLIT_SITE), ports)
+    # registrations in these tests name a push service on loopback
+    env = davpush_env(redis_url, vapid_key_file, nginx.internal, nginx.public,
+                      PUSH_ALLOW_HTTP="true", PUSH_ALLOWED_NETWORKS="127.0.0.0/8")
+    davpush = Gunicorn(env, ports.davpush, directory)
+    yield Layout(nginx, davpush, stub, env)
+    nginx.stop()
+    davpush.stop()
+    stub.stop()
+
+
+@pytest.fixture
+def split(split_layout):
+    split_layout.stub.clear_requests()
+    split_layout.stub.reset_gates()
+    return split_layout
+
+
+def gateway_writes(redis_url) -> int:
+    counters = Store(redis.Redis.from_url(redis_url)).counters()
+    return sum(value for key, value in counters.items() if key.split("|")[0] == "gateway_writes")
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("GET", "/remote.php/dav/files/alice/split-get.bin?size=3000", None, 200),
+    ("HEAD", "/remote.php/dav/files/alice/split-head.bin?size=3000", None, 200),
+    ("REPORT", "/remote.php/dav/calendars/alice/split-report/", SYNC_COLLECTION, 207),
+])
+def test_split_get_head_report_go_straight_to_nextcloud(split, method, path, body, status):
+    if method == "REPORT":
+        split.stub.add_calendar("alice", "split-report")
+    response = split.get(method, path, data=body, auth=ALICE, headers={"Depth": "1"} if body else {})
+    assert response.status_code == status, response.text
+    assert "X-Request-Id" not in response.headers  # not answered by davpush
+    (record,) = split.stub.requests_for(method)
+    assert record.path == path and not through_davpush(record)
+    assert path.split("?")[0] not in split.davpush.log()
+    if method == "GET":
+        assert response.content == pattern_bytes(3000)
+    if method == "HEAD":
+        assert response.headers["Content-Length"] == "3000"
+    if method == "REPORT":  # the body got past nginx's hand-over to Nextcloud
+        assert record.body == SYNC_COLLECTION
+        assert b"sync-token>" in response.content
+
+
+def test_split_propfind_gets_push_properties_from_davpush(split):
+    response = split.get("PROPFIND", "/remote.php/dav/calendars/alice/", data=bodies.PUSH_PROPFIND_DAVX5, auth=ALICE,
+                         headers={"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 207, response.text
+    assert b"web-push" in response.content and b"topic>" in response.content
+    assert response.headers.get("X-Request-Id")
+    (upstream,) = split.stub.requests_for("PROPFIND")
+    assert through_davpush(upstream)
+    assert upstream.header("Host") == f"127.0.0.1:{split.nginx.ports.internal}"  # davpush's way: the internal server
+
+
+@pytest.mark.parametrize("path", ["/remote.php/dav/", "/remote.php/dav"])
+def test_split_options_goes_through_davpush(split, path):
+    response = split.get("OPTIONS", path, auth=ALICE)
+    assert response.status_code == 200 and "webdav-push" in response.headers["DAV"]
+    assert through_davpush(split.stub.requests_for("OPTIONS")[-1])
+
+
+def test_split_registration_and_write_go_through_davpush(split, redis_url):
+    """POST push-register is answered by davpush; a PUT to the registered calendar is observed
+    by davpush as a write (it looks the calendar up and submits a change)."""
+    keys = ClientKeys.generate()
+    push_resource = f"http://127.0.0.1:9/up/{uuid.uuid4().hex}"  # new on every run: Redis is not emptied here
+    registered = split.get("POST", "/remote.php/dav/calendars/alice/work/", auth=ALICE,
+                           data=bodies.davx5_old(push_resource, keys.p256dh, keys.auth, expires=None),
+                           headers={"Content-Type": bodies.XML_UTF8})
+    assert registered.status_code == 201, registered.text
+    assert registered.headers["Location"].startswith(f"{split.public}/push/subscriptions/")
+    assert split.stub.requests_for("POST") == []  # davpush answered it, Nextcloud never saw it
+
+    before = gateway_writes(redis_url)
+    written = split.get("PUT", "/remote.php/dav/calendars/alice/work/split-e1.ics", data=ics_event("split-e1"),
+                        auth=ALICE, headers={"Content-Type": "text/calendar"})
+    assert written.status_code == 201, written.text
+    assert through_davpush(split.stub.requests_for("PUT")[-1])
+    deadline = time.monotonic() + HANG
+    while gateway_writes(redis_url) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gateway_writes(redis_url) == before + 1, split.davpush.log()
+
+
+@pytest.mark.parametrize("method", ["LOCK", "SEARCH", "ACL"])
+def test_split_other_methods_go_through_davpush(split, method):
+    split.get(method, "/remote.php/dav/calendars/alice/work/", auth=ALICE, data=b"<x/>",
+              headers={"Content-Type": "application/xml"})
+    (record,) = split.stub.requests_for(method)
+    assert through_davpush(record)
+
+
+def test_split_push_urls_are_answered_by_davpush(split, redis_url):
+    Store(redis.Redis.from_url(redis_url)).heartbeat("w1")
+    response = split.get("GET", "/push/healthz")  # a GET, but not under /remote.php/dav/
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["upstream"] == {"ok": True, "detail": f"{split.nginx.internal} answers 200"}
+
+
+def test_split_internal_server_stays_free_of_davpush(split):
+    response = requests.request("PROPFIND", split.nginx.internal + "/remote.php/dav/calendars/alice/",
+                                data=bodies.PUSH_PROPFIND_DAVX5, auth=ALICE, timeout=HANG,
+                                headers={"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 207, response.text
+    assert b"web-push" not in response.content and "X-Request-Id" not in response.headers
+    (record,) = split.stub.requests_for("PROPFIND")
+    assert not through_davpush(record)
+
+
+def test_split_loop_is_still_named_by_davpush_check(split):
+    """UPSTREAM_URL at the split public server: `davpush check` probes with OPTIONS, which still
+    goes through davpush, so the loop is found as with the full layout."""
+    env = dict(split.env, UPSTREAM_URL=split.public, UPSTREAM_VERIFY_TLS="false")
+    check = subprocess.run([sys.executable, "-m", "app.cli", "check"], cwd=ROOT, env=dict(os.environ, **env),
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1
+    assert f"FAIL upstream: {split.public} {LOOP_SENTENCE}" in check.stdout.splitlines()

@@ -30,6 +30,7 @@ from .servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "nextcloud_setup" / "webserver" / "nginx"
 SITE = "sites-available/nextcloud.conf"
+SPLIT_SITE = "sites-available/nextcloud-split.conf"  # GET, HEAD, REPORT under /remote.php/dav/ skip davpush
 PHP_PART = "snippets/nextcloud-php.conf"
 
 # The values in the shipped files that an installation adapts (and the tests do).
@@ -123,10 +124,11 @@ class Ports:
         return cls(free_port(), free_port(), free_port(), davpush or free_port())
 
 
-def render(directory: Path, ports: Ports, stub_port: int, *, php_part: str | None = None) -> Path:
+def render(directory: Path, ports: Ports, stub_port: int, *, php_part: str | None = None, site: str = SITE) -> Path:
     """Write the shipped layout with test addresses into `directory`; returns the harness nginx.conf.
 
     `php_part`: the text of snippets/nextcloud-php.conf (default: a proxy to the stub on `stub_port`).
+    `site`: which of the shipped sites to run (SITE or SPLIT_SITE).
     """
     cert, key = self_signed(directory)
     www = directory / "www"
@@ -134,11 +136,11 @@ def render(directory: Path, ports: Ports, stub_port: int, *, php_part: str | Non
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (directory / "temp" / sub).mkdir(parents=True, exist_ok=True)
     shutil.copytree(SHIPPED, directory, dirs_exist_ok=True)
-    site = directory / SITE
+    site_name, site = site, directory / site
     text = site.read_text()
     text, dropped = re.subn(r"(?m)^[ \t]*listen \[::\]:\d+[^\n]*\n", "", text)  # IPv6 may be missing here
     if dropped != 2:
-        raise AssertionError(f"{SITE}: expected 2 IPv6 listens, found {dropped}")
+        raise AssertionError(f"{site_name}: expected 2 IPv6 listens, found {dropped}")
     site.write_text(substitute(text, {
         REDIRECT_LISTEN: f"listen 127.0.0.1:{ports.redirect};",
         PUBLIC_LISTEN: f"listen 127.0.0.1:{ports.public} ssl;",
@@ -146,7 +148,7 @@ def render(directory: Path, ports: Ports, stub_port: int, *, php_part: str | Non
         DAVPUSH_SERVER: f"server 127.0.0.1:{ports.davpush};",
         CERTIFICATE: str(cert),
         CERTIFICATE_KEY: str(key),
-    }, SITE))
+    }, site_name))
     nextcloud = directory / "snippets" / "nextcloud.conf"
     nextcloud.write_text(substitute(nextcloud.read_text(), {NEXTCLOUD_ROOT: f"root {www};"}, "snippets/nextcloud.conf"))
     (directory / PHP_PART).write_text(php_part if php_part is not None else STUB_PHP_PART.format(port=stub_port))
