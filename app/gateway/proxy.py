@@ -6,9 +6,11 @@ from urllib.parse import quote
 
 from werkzeug.wsgi import get_input_stream
 
+from . import splice
 from .answer import Answer
 from .upstream import (
     CHUNK,
+    SplicedBody,
     StreamBody,
     UnreadableRequestBody,
     Upstream,
@@ -129,8 +131,8 @@ def read_prefix(environ, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def relay(upstream_response: Response, *, head: bool = False) -> Answer:
-    """Stream an upstream answer to the client, byte for byte."""
+def relay(upstream_response: Response, *, head: bool = False, environ=None) -> Answer:
+    """Stream an upstream answer to the client, byte for byte (a large one spliced, see splice.py)."""
     headers = [(n, v) for n, v in end_to_end(upstream_response.headers) if n.lower() not in _REGENERATED]
     status = upstream_response.status
     if head or status in NO_BODY_STATUSES or 100 <= status < 200:
@@ -147,7 +149,21 @@ def relay(upstream_response: Response, *, head: bool = False) -> Answer:
         finally:
             upstream_response.close()
         return Answer(status, headers, [body])
+    if length is not None and length >= splice.SPLICE_MIN and environ is not None:
+        client = splice.client_socket(environ)
+        buffered = None if client is None else upstream_response.splice_to(client, timeout=upstream_response.read_timeout)
+        if buffered is not None:
+            return Answer(status, headers, _spliced(upstream_response, buffered), on_close=upstream_response.close)
     return Answer(status, headers, _chunks(upstream_response), on_close=upstream_response.close)
+
+
+def _spliced(upstream_response: Response, buffered: bytes) -> Iterator[bytes]:
+    """The WSGI server sends the status line, headers and `buffered`; the rest goes from socket to socket."""
+    try:
+        yield buffered
+        upstream_response.finish_splice()
+    finally:
+        upstream_response.close()
 
 
 def _chunks(upstream_response: Response) -> Iterator[bytes]:
@@ -163,8 +179,13 @@ def _chunks(upstream_response: Response) -> Iterator[bytes]:
 
 def forward(upstream: Upstream, environ, body=None, extra_headers: dict | None = None, drop: tuple = ()) -> Answer:
     method = environ["REQUEST_METHOD"]
+    if (isinstance(body, StreamBody) and body.untouched and (body.length or 0) >= splice.SPLICE_MIN
+            and upstream.plain):
+        client = splice.GunicornBody(environ)
+        if client.ok and client.length == body.length:
+            body = SplicedBody(client, upstream.timeout)
     response = upstream.send(method, raw_target(environ), forward_headers(environ, extra_headers, drop), body)
-    return relay(response, head=method == "HEAD")
+    return relay(response, head=method == "HEAD", environ=environ)
 
 
 def unavailable(error: UpstreamUnavailable | UnreadableRequestBody) -> Answer:

@@ -22,6 +22,7 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
+from . import splice
 from .loop import ANSWER_HEADER, LoopMark
 from .upstream_http import Origin, Pool, Response, UpstreamError, UpstreamTimeout, exchange
 
@@ -101,6 +102,11 @@ class StreamBody:
         self.length = length
         self.started = False
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing of the body has been read yet."""
+        return not self._prefix and not self.started
+
     def chunks(self) -> Iterator[bytes]:
         self.started = True
         if self._prefix:
@@ -115,6 +121,32 @@ class StreamBody:
             if rest is not None:
                 rest -= len(data)
             yield data
+
+
+class SplicedBody:
+    """A large request body of known length moved from the client's socket to upstream's by the
+    kernel (see splice.py): what gunicorn has buffered of it first, then the socket."""
+
+    def __init__(self, client: splice.GunicornBody, timeout: float):
+        self._client = client
+        self._timeout = timeout
+        self.length = client.length
+        self.started = False
+
+    def send_to(self, sock) -> None:
+        self.started = True
+        try:
+            sock.sendall(self._client.take_buffered())
+            splice.transfer(self._client.sock, sock, self._client.remaining, timeout=self._timeout)
+        except splice.SpliceError as error:
+            self._client.failed()
+            if error.reading:
+                raise UnreadableRequestBody() from None
+            raise UpstreamError("sending the body failed") from None
+        except OSError:
+            self._client.failed()
+            raise UpstreamError("sending the body failed") from None
+        self._client.done()
 
 
 @dataclass
@@ -142,6 +174,7 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.mark = mark  # put on every request sent from here (see loop.py)
         self.timeout = timeout
+        self.plain = urlsplit(self.base_url).scheme == "http"  # bodies may be spliced (splice.py)
         self.path_prefix = urlsplit(self.base_url).path
         self.pool = Pool(Origin.parse(self.base_url), connect_timeout=10.0, verify_tls=verify_tls, size=pool_size)
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from . import splice
+
 MAX_HEAD = 64 * 1024  # status line + headers of an answer
 MAX_HEADERS = 200
 MAX_INTERIM = 5  # 1xx answers skipped before the final one
@@ -115,6 +117,8 @@ class Response:
         self._reusable = reusable
         self._chunk_left = 0  # bytes left in the current chunk (chunked framing)
         self._decoder = None
+        self._splice_target: tuple | None = None
+        self.read_timeout: float = 60.0
         if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
             self._mode, self._left = "length", 0
         elif (encoding := self.header("transfer-encoding")) is not None:
@@ -185,6 +189,30 @@ class Response:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+    def splice_to(self, destination, *, timeout: float) -> bytes | None:
+        """For a plain connection and a Content-Length body: returns what of the body is buffered
+        here (send it first), then call `finish_splice`. None when splicing cannot be done."""
+        if self._mode != "length" or self._decoder is not None or self._sock is None or not splice.spliceable(self._sock):
+            return None
+        data = bytes(self._buffer[:self._left])
+        del self._buffer[:len(data)]
+        self._left -= len(data)
+        self._splice_target = (destination, timeout)
+        return data
+
+    def finish_splice(self) -> None:
+        """Move the rest of the body straight to the destination given to splice_to."""
+        assert self._splice_target is not None
+        destination, timeout = self._splice_target
+        if self._left:
+            try:
+                splice.transfer(self._sock, destination, self._left, timeout=timeout)
+            except splice.SpliceError:
+                self.close()
+                raise
+            self._left = 0
+        self._finish()
 
     @property
     def complete(self) -> bool:
@@ -327,7 +355,9 @@ def exchange(pool: Pool, method: str, target: str, headers: list[tuple[str, str]
         sock.settimeout(read_timeout)
         try:
             _send(pool, sock, method, target, headers, body)
-            return _read_answer(pool, sock, method, fresh=not reused)
+            response = _read_answer(pool, sock, method, fresh=not reused)
+            response.read_timeout = read_timeout
+            return response
         except StaleConnection:
             sock.close()
             if not reused or attempt == 2 or getattr(body, "started", False):
@@ -348,6 +378,9 @@ def _send(pool: Pool, sock: socket.socket, method: str, target: str, headers, bo
         else:
             length = body.length
             sock.sendall(request_head(method, target, host, headers, length))
+            if getattr(body, "send_to", None) is not None:
+                body.send_to(sock)
+                return
             for data in body.chunks():
                 sock.sendall(data if length is not None else b"%x\r\n%b\r\n" % (len(data), data))
             if length is None:
