@@ -7,7 +7,8 @@
 // --serial answers one request at a time (each after --delay-ms): a Nextcloud-like server whose
 // PHP workers are the bottleneck (5.5 ms each ≈ 180 requests/s), rather than a fast canned one.
 //
-// PROPFIND  → 207, a Depth 1 calendar-home multistatus (5 calendars, Sabre-style, ~4 KB)
+// PROPFIND  → 207: with Depth 0 one calendar (Sabre-style, ~0.9 KB), else a calendar-home
+//             listing (the home and 5 calendars, ~4.5 KB)
 // REPORT    → 207, a sync-collection answer (10 changed events, ~2.5 KB)
 // GET/HEAD  → 200; path ending /64k: 64 KiB, /100m: 100 MiB (streamed), anything else: a small event
 // PUT, DELETE, MOVE, COPY, MKCOL, PROPPATCH, POST → body read to the end, 201/204
@@ -35,6 +36,8 @@ function calendar(name, display) {
 }
 const NS = 'xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns" xmlns:cal="urn:ietf:params:xml:ns:caldav" ' +
   'xmlns:cs="http://calendarserver.org/ns/" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns"';
+const PROPFIND_ONE = Buffer.from(`<?xml version="1.0"?>\n<d:multistatus ${NS}>` + calendar('personal', 'Personal') +
+  '</d:multistatus>\n');
 const PROPFIND = Buffer.from(`<?xml version="1.0"?>\n<d:multistatus ${NS}>` +
   `<d:response><d:href>/remote.php/dav/calendars/${user}/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype>` +
   `</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>` +
@@ -54,7 +57,7 @@ const BIG = 100 * 1024 * 1024;
 function answer(req, res) {
   const m = req.method;
   if (m === 'PROPFIND' || m === 'REPORT') {
-    const body = m === 'PROPFIND' ? PROPFIND : REPORT;
+    const body = m === 'REPORT' ? REPORT : req.headers.depth === '0' ? PROPFIND_ONE : PROPFIND;
     res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8', 'Content-Length': body.length, DAV: '1, 3, calendar-access' });
     return res.end(body);
   }

@@ -9,6 +9,10 @@ through davpush.
 CPU per request = the web processes' own CPU time (utime + stime of the gunicorn master and its
 workers, from /proc) during the timed window ÷ requests completed in it. For bodies, per MB.
 
+PROPFIND: Depth 0 on a calendar (one response: the small PROPFIND a client sends for each
+collection) and Depth 1 on the calendar home (the home and 5 calendars, as in a collection
+refresh); each plain and asking for push properties.
+
 Upstreams: `fast` (Node answers at once: the gateway is the bottleneck) and `nextcloud`
 (`--serial --delay-ms 5.5`: one request at a time, ≈ 180/s, like a small Nextcloud's PHP).
 GET 100 MiB also reports the growth of the web workers' peak RSS (VmHWM after /proc clear_refs).
@@ -49,8 +53,10 @@ AUTH = "Authorization: Basic YWxpY2U6YWxpY2UtcHc="  # alice:alice-pw (the upstre
 
 # name: (method, path, headers, body, connections, per-MB of this many bytes or None)
 CASES = {
-    "propfind": ("PROPFIND", f"{DAV}/calendars/alice/", ["Depth: 1"], PROPFIND_BODY, 16, None),
-    "propfind-push": ("PROPFIND", f"{DAV}/calendars/alice/", ["Depth: 1"], PUSH_PROPFIND_BODY, 16, None),
+    "propfind": ("PROPFIND", f"{DAV}/calendars/alice/personal/", ["Depth: 0"], PROPFIND_BODY, 16, None),
+    "propfind-push": ("PROPFIND", f"{DAV}/calendars/alice/personal/", ["Depth: 0"], PUSH_PROPFIND_BODY, 16, None),
+    "propfind-home": ("PROPFIND", f"{DAV}/calendars/alice/", ["Depth: 1"], PROPFIND_BODY, 16, None),
+    "propfind-home-push": ("PROPFIND", f"{DAV}/calendars/alice/", ["Depth: 1"], PUSH_PROPFIND_BODY, 16, None),
     "report": ("REPORT", f"{DAV}/calendars/alice/personal/", ["Depth: 1"], REPORT_BODY, 16, None),
     "get-64k": ("GET", f"{DAV}/calendars/alice/personal/64k", [], None, 16, 64 * 1024),
     "put-1m": ("PUT", f"{DAV}/calendars/alice/personal/upload.ics", ["Content-Type: text/calendar"], MB, 4, MB),
@@ -169,7 +175,7 @@ def measure(web: Web, upstream: Upstream, case: str, seconds: float) -> dict:
         "ratio": proxied["rate"] / direct["rate"] if direct["rate"] else None,
         "requests": proxied["requests"], "errors": proxied["errors"] + direct["errors"], "non_2xx": bad,
         "cpu_ms_per_request": 1000 * cpu / max(proxied["requests"], 1),
-        "bytes_equal": proxied["bytes"] * direct["requests"] == direct["bytes"] * proxied["requests"] or case == "propfind-push",
+        "bytes_equal": proxied["bytes"] * direct["requests"] == direct["bytes"] * proxied["requests"] or "push" in case,
     }
     if per_bytes:
         result["cpu_ms_per_mb"] = 1000 * cpu / max(proxied["requests"] * per_bytes / MB, 1e-9)

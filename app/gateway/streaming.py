@@ -37,6 +37,8 @@ def upstream_body(upstream_response: Response) -> Iterator[bytes]:
         if not data:
             return
         yield data
+        if upstream_response.complete:
+            return
         # Rewriting a large answer is CPU work between reads that may not block: give other
         # requests (webhooks, health checks) a turn after each chunk under gevent (and the GIL
         # a hint with threads).

@@ -198,11 +198,15 @@ class _Splicer:
         return self._take()
 
     def _parse(self, data: bytes, *, final: bool = False) -> None:
-        with as_xml_error():
-            try:
-                self._expat.Parse(data, final)
-            except ExpatError as error:
-                raise XmlError(f"malformed XML: {ErrorString(error.code)}: line {error.lineno}, column {error.offset}") from None
+        try:
+            self._expat.Parse(data, final)
+        except ExpatError as error:
+            raise XmlError(f"malformed XML: {ErrorString(error.code)}: line {error.lineno}, column {error.offset}") from None
+        except XmlError:
+            raise
+        except Exception:  # defusedxml's refusals and the like: one error type for callers
+            with as_xml_error():
+                raise
 
     def _take(self) -> bytes:
         out, self._out = b"".join(self._out), []
