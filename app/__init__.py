@@ -8,17 +8,19 @@ import redis
 
 from flask import Flask, Response, g, request
 
-from .config import Settings, load_settings
-from .logs import log, new_request_id, request_id, setup_logging
+from .core.config import Settings, load_settings
+from .core.logs import log, new_request_id, request_id, setup_logging
 
 access_logger = logging.getLogger("davpush.access")
 
 
 def create_app(settings: Settings | None = None, services=None) -> Flask:
     """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
-    from . import admin, gateway, push_api
+    from . import gateway
+    from .gateway import push_api
+    from .ops import admin
     from .nextcloud import webhooks
-    from .services import build_services
+    from .core.services import build_services
 
     settings = settings or load_settings()
     app = Flask(__name__)

@@ -112,7 +112,7 @@ class Arm:
         return build_push_message(self.topic, content=True, property_update=False, sync_token=f"{SABRE}{self.token}")
 
     def run(self, warmup: bool = False) -> dict:
-        from app.changes import QUEUED, ChangeIngestor
+        from app.changes.ingest import QUEUED, ChangeIngestor
         from app.protocol.subscription import Change
 
         receiver, timeout = self.bench.receiver, self.bench.args.timeout

@@ -261,7 +261,7 @@ class Arm:
         return not any(pipe.execute())
 
     def run(self, client, warmup: bool = False) -> dict:
-        from app.changes import QUEUED, ChangeIngestor
+        from app.changes.ingest import QUEUED, ChangeIngestor
         from app.protocol.subscription import Change
 
         receiver, timeout, n = self.receiver, self.args.timeout, self.pushes

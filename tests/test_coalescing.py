@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from app.changes import MERGED, QUEUED, ChangeIngestor
+from app.changes.ingest import MERGED, QUEUED, ChangeIngestor
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from app.cli import main
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 
 
 def test_valid_settings_load(make_env):

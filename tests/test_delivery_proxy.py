@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.outcomes import BLOCKED, RETRY, SUCCESS
 from app.delivery.sender import PushRequest, PushSender

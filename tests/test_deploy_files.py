@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from app.delivery.vapid import key_raw_b64, new_key
 from support import dockerfile
 

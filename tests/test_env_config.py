@@ -16,9 +16,9 @@ from cryptography.x509.oid import NameOID
 
 from app import create_app
 from app.cli import main
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from app.delivery.vapid import load_key, public_key_b64
-from app.services import build_services
+from app.core.services import build_services
 from support.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +187,7 @@ def tls_redis(tmp_path):
 
 def test_self_signed_managed_redis_works_with_cert_reqs_none_in_every_client(make_env, tls_redis):
     from app.jobs import use_context
-    from app.worker import run_worker
+    from app.jobs.worker import run_worker
 
     with pytest.raises(redis.ConnectionError):
         build_services(load_settings(make_env(REDIS_URL=tls_redis))).redis.ping()  # verified by default
@@ -221,7 +221,7 @@ def test_livez_answers_without_redis_or_upstream(make_env):
 
 def test_metrics_have_one_charset_and_bounded_push_service_labels(make_services):
     from support.env import ADMIN_PASSWORD
-    from app.metrics_names import counter, push_service_label
+    from app.core.metrics_names import counter, push_service_label
 
     assert push_service_label("https://fcm.googleapis.com/fcm/send/x") == "fcm"
     assert push_service_label("https://wns2-by3p.notify.windows.com/w/?token=x") == "windows"

@@ -1,7 +1,7 @@
 """PROPFIND augmentation and collection keys (pure)."""
 import xml.etree.ElementTree as ET
 
-from app.collections import CollectionResolver
+from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
 from app.protocol.names import PUSH
 

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.delivery import ssrf
+from app.net import ssrf
 from app.protocol.dont_notify import parse_dont_notify
 from app.protocol.expiry import format_http_date, grant_expiry, parse_http_date
 from app.protocol.message import MessageTooLarge, build_push_message

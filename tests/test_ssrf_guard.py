@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from app.delivery import ssrf
+from app.net import ssrf
 from app.delivery.outcomes import BLOCKED
 from app.delivery.sender import PushRequest, PushSender
 from support import bodies

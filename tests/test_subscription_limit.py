@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from support import bodies
 from support.push_receiver import ClientKeys
 

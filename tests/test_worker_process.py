@@ -16,7 +16,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from app import jobs
-from app.changes import QUEUED, ChangeIngestor
+from app.changes.ingest import QUEUED, ChangeIngestor
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
@@ -48,7 +48,7 @@ def results(services, job_ids) -> list:
 
 
 def test_jobs_run_in_the_workers_process_and_share_its_context(make_services, receiver):
-    from app.worker import run_worker
+    from app.jobs.worker import run_worker
 
     services = make_services()
     context = jobs.use_context(services)
@@ -90,7 +90,7 @@ def test_jobs_from_the_ingestor_are_stored_as_json(make_services):
 
 def test_burst_worker_runs_the_scheduler_and_leaves_jobs_that_are_not_due(make_services, receiver, monkeypatch):
     import rq.scheduler
-    from app.worker import run_worker
+    from app.jobs.worker import run_worker
 
     services = make_services(PUSH_COALESCE_MS=30_000)
     jobs.use_context(services)
@@ -153,7 +153,7 @@ def test_the_scheduler_thread_takes_over_a_dead_workers_lock_and_moves_due_jobs(
 
     from rq.scheduler import RQScheduler
 
-    from app.worker import _scheduler
+    from app.jobs.worker import _scheduler
 
     services = make_services()
     lock = RQScheduler.get_locking_key(services.queue.name)

@@ -24,8 +24,8 @@ from datetime import timedelta
 
 import redis
 
-from ..logs import endpoint_label, log, request_id, short_id
-from ..metrics_names import counter, latency_bucket, push_service_label
+from ..core.logs import endpoint_label, log, request_id, short_id
+from ..core.metrics_names import counter, latency_bucket, push_service_label
 from ..protocol.message import build_push_message
 from ..protocol.subscription import Change, Subscription, sync_token_number
 from ..protocol.topics import web_push_topic_header

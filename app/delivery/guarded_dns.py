@@ -14,7 +14,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import ssrf
+from ..net import ssrf
 
 RESOLVE_TTL = 30.0
 MAX_CACHED_NAMES = 10_000  # names are chosen by subscribers: the cache must not grow without bound

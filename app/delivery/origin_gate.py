@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from typing import Callable
 
-from ..logs import log
+from ..core.logs import log
 
 logger = logging.getLogger("davpush.sender")
 LEASE_SECONDS = 5.0

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
-from ..logs import endpoint_label, log
-from . import ssrf
+from ..core.logs import endpoint_label, log
+from ..net import ssrf
 from .egress_proxy import parse_proxy_url
 from .guarded_dns import GuardedDNS
 from .http1 import Connection, NamedFailure, ProtocolError, error_name, read_answer, read_head, request_bytes

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from ..logs import log
+from ..core.logs import log
 from . import discovery, proxy, registration, writes
 from .loop import LOOP_STATUS
 from .upstream import UnreadableRequestBody, UpstreamUnavailable

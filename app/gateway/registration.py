@@ -9,9 +9,9 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Response, request
 
-from ..delivery import ssrf
-from ..logs import endpoint_label, log, short_id
-from ..metrics_names import counter
+from ..net import ssrf
+from ..core.logs import endpoint_label, log, short_id
+from ..core.metrics_names import counter
 from ..protocol import xmlsafe
 from ..protocol.dav_errors import error_body
 from ..protocol.expiry import format_http_date, grant_expiry

@@ -15,7 +15,7 @@ from typing import Iterator
 from flask import Response
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-from ..logs import log
+from ..core.logs import log
 from ..protocol.xmlsafe import XmlError
 from .upstream import CHUNK, UpstreamUnavailable
 

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..changes import ChangeIngestor
-from ..logs import log, request_id
-from ..metrics_names import counter
+from ..changes.ingest import ChangeIngestor
+from ..core.logs import log, request_id
+from ..core.metrics_names import counter
 from ..protocol.dont_notify import DontNotify, parse_dont_notify
 from ..protocol.subscription import Change
 from ..protocol.topics import topic_for_collection

@@ -14,9 +14,9 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from ..changes import ChangeIngestor
-from ..logs import log
-from ..metrics_names import counter
+from ..changes.ingest import ChangeIngestor
+from ..core.logs import log
+from ..core.metrics_names import counter
 from ..protocol.subscription import Change
 from ..protocol.topics import topic_for_collection
 from . import schemas

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from .nextcloud import paths as nextcloud_paths
+from ..nextcloud import paths as nextcloud_paths
 
 
 class CollectionResolver:

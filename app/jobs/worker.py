@@ -26,10 +26,10 @@ from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 
-from . import jobs
-from .changes import CLAIM_GRACE_MS, enqueue_delivery
-from .logs import log
-from .redis_connect import redis_client
+from .. import jobs
+from ..changes.ingest import CLAIM_GRACE_MS, enqueue_delivery
+from ..core.logs import log
+from ..core.redis_connect import redis_client
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2

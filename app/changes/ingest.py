@@ -14,9 +14,9 @@ import secrets
 import time
 from datetime import timedelta
 
-from .logs import request_id
-from .metrics_names import counter
-from .protocol.subscription import Change, sync_token_number
+from ..core.logs import request_id
+from ..core.metrics_names import counter
+from ..protocol.subscription import Change, sync_token_number
 
 logger = logging.getLogger("davpush.changes")
 

@@ -11,8 +11,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from . import checks, metrics_names
-from .http_auth import basic_credentials
+from ..core import metrics_names
+from . import checks
+from ..net.http_auth import basic_credentials
 
 DASHBOARD_PREFIX = "/push/rq"
 ADMIN_USER = "admin"

@@ -9,9 +9,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import load_settings
-from .logs import endpoint_label
-from .nextcloud import paths as nextcloud_paths
+from ..core.config import load_settings
+from ..core.logs import endpoint_label
+from ..nextcloud import paths as nextcloud_paths
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -23,8 +23,8 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _worker(args) -> int:
-    from .logs import setup_logging
-    from .worker import run_worker
+    from ..core.logs import setup_logging
+    from ..jobs.worker import run_worker
 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
@@ -32,7 +32,7 @@ def _worker(args) -> int:
 
 
 def _web(args) -> int:
-    from .web import gunicorn_command
+    from ..web import gunicorn_command
 
     load_settings()  # one clear line instead of a gunicorn traceback
     command = gunicorn_command()
@@ -41,14 +41,14 @@ def _web(args) -> int:
 
 
 def _up(args) -> int:
-    from .supervisor import run_all
+    from ..ops.supervisor import run_all
 
     return run_all()
 
 
 def _init(args) -> int:
     """Write a starter .env for a development machine (explicitly, never on its own)."""
-    from .delivery.vapid import VapidKeyError, generate_key_file
+    from ..delivery.vapid import VapidKeyError, generate_key_file
 
     env_file = Path(args.env_file)
     if env_file.exists():
@@ -80,7 +80,7 @@ def _init(args) -> int:
 
 
 def _services():
-    from .services import build_services
+    from ..core.services import build_services
 
     return build_services(load_settings())
 
@@ -132,20 +132,20 @@ def _subscriptions_purge(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from ..ops.demo import run_demo
 
     return run_demo()
 
 
 def _check(args) -> int:
-    from .checks import RELEASE_CHECKS, run_checks
+    from ..ops.checks import RELEASE_CHECKS, run_checks
 
     return run_checks(print, RELEASE_CHECKS if args.release else ())
 
 
 def register(commands) -> None:
     """Add the operational sub-commands to the `davpush` parser."""
-    from .nextcloud import cli as nextcloud_cli
+    from . import nextcloud as nextcloud_cli
 
     up = commands.add_parser(
         "up", help="run everything: web, worker (with scheduler) and, without REDIS_URL, a private Redis in ./var/redis"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from .gateway import proxy, registration
-from .gateway.upstream import UpstreamUnavailable
+from . import proxy, registration
+from .upstream import UpstreamUnavailable
 
 blueprint = Blueprint("push", __name__, url_prefix="/push")
 

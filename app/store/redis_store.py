@@ -35,7 +35,7 @@ import time
 
 import redis
 
-from .protocol.subscription import Change, Subscription, sync_token_number
+from ..protocol.subscription import Change, Subscription, sync_token_number
 
 FANOUT_TTL = 7 * 86400  # a fan-out record outlives any retry schedule, then goes away by itself
 

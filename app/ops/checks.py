@@ -7,15 +7,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import redis
 
-from .config import ConfigError, load_settings
-from .gateway.upstream import UpstreamLoop, UpstreamUnavailable
+from ..core.config import ConfigError, load_settings
+from ..gateway.upstream import UpstreamLoop, UpstreamUnavailable
 
 WORKER_STALE_SECONDS = 60
 CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about that
 
 
 def check_redis(services) -> tuple[bool, str]:
-    from .redis_connect import redis_address, redis_cause
+    from ..core.redis_connect import redis_address, redis_cause
 
     where = redis_address(services.settings.redis_url)
     try:
@@ -88,7 +88,7 @@ ADVISORY_CHECKS = ("workers",)
 
 def run_checks(out, only: tuple = ()) -> int:
     """`davpush check`: one line per check; exit 0 only when every required check passes."""
-    from .services import build_services
+    from ..core.services import build_services
 
     try:
         settings = load_settings()

@@ -7,11 +7,11 @@ import sys
 
 import redis
 
-from .config import ConfigError
+from ..core.config import ConfigError
 
 
 def _vapid_generate(args) -> int:
-    from .delivery.vapid import VapidKeyError, generate_key_file, key_raw_b64, new_key, public_key_b64
+    from ..delivery.vapid import VapidKeyError, generate_key_file, key_raw_b64, new_key, public_key_b64
 
     if args.stdout:
         vapid = new_key()
@@ -34,8 +34,8 @@ def _vapid_generate(args) -> int:
 
 
 def _vapid_show(args) -> int:
-    from .config import vapid_key_from
-    from .delivery.vapid import VapidKeyError, load_key, parse_key, public_key_b64
+    from ..core.config import vapid_key_from
+    from ..delivery.vapid import VapidKeyError, load_key, parse_key, public_key_b64
 
     try:
         if args.file:
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY or $VAPID_PRIVATE_KEY_FILE)")
     show.set_defaults(handler=_vapid_show)
 
-    from . import cli_ops
+    from . import ops as cli_ops
 
     cli_ops.register(commands)
     return parser
@@ -74,7 +74,7 @@ def _use_private_redis(command: str) -> None:
     """Without REDIS_URL, commands run where `davpush up` runs use its private Redis."""
     if command == "up" or os.environ.get("REDIS_URL"):
         return
-    from .supervisor import private_redis_url
+    from ..ops.supervisor import private_redis_url
 
     url = private_redis_url()
     if url:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"davpush: configuration error: {error}", file=sys.stderr)
         return 2
     except redis.RedisError as error:
-        from .redis_connect import redis_address, redis_cause
+        from ..core.redis_connect import redis_address, redis_cause
 
         where = redis_address(os.environ.get("REDIS_URL", ""))
         print(f"davpush: cannot use Redis at {where}: {redis_cause(error)}", file=sys.stderr)
@@ -99,6 +99,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

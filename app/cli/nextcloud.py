@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .ocs import BRIDGE_EVENT, CALENDAR_OBJECT_EVENTS, OCSError, WebhookRegistrar, receiver_uri
+from ..nextcloud.ocs import BRIDGE_EVENT, CALENDAR_OBJECT_EVENTS, OCSError, WebhookRegistrar, receiver_uri
 
 MIN_SECRET_LENGTH = 16  # the same minimum as davpush's own WEBHOOK_SECRET check
 

@@ -7,13 +7,13 @@ import os
 import socket
 import threading
 
-from .config import load_settings
-from .delivery import origin_gate
-from .delivery.deliver import Deliverer
-from .delivery.egress_proxy import parse_proxy_url
-from .delivery.sender import PushSender
-from .logs import log
-from .services import build_services
+from ..core.config import load_settings
+from ..delivery import origin_gate
+from ..delivery.deliver import Deliverer
+from ..delivery.egress_proxy import parse_proxy_url
+from ..delivery.sender import PushSender
+from ..core.logs import log
+from ..core.services import build_services
 
 logger = logging.getLogger("davpush.jobs")
 RESUME_JOB = "app.jobs.resume_fanout"

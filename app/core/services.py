@@ -6,13 +6,13 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from .collections import CollectionResolver
+from ..gateway.collections import CollectionResolver
 from .config import Settings
-from .delivery.vapid import VapidSigner, parse_key
-from .gateway.loop import LoopMark
-from .gateway.upstream import Upstream
+from ..delivery.vapid import VapidSigner, parse_key
+from ..gateway.loop import LoopMark
+from ..gateway.upstream import Upstream
 from .redis_connect import redis_client
-from .store import Store
+from ..store import Store
 
 
 @dataclass
