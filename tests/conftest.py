@@ -131,11 +131,11 @@ def gateway(nextcloud, start_gateway) -> Gateway:
 @pytest.fixture
 def run_worker():
     """Run queued jobs in this process (burst), as a SimpleWorker with the scheduler would."""
-    from app import jobs
+    from app.jobs import runtime
     from app.jobs.worker import run_worker as run
 
     def drain(services):
-        jobs.use_context(services)
+        runtime.use_context(services)
         run(burst=True)
 
     return drain

@@ -178,7 +178,7 @@ def test_an_unreachable_proxy_is_a_retry(push_service, make_sender):
 
 def test_a_worker_with_push_proxy_delivers_through_it(make_services, receiver):
     with ForwardProxy() as proxy:
-        from app import jobs
+        from app.jobs import runtime
 
         services = make_services(PUSH_PROXY=proxy.url_with("pusher", "pw"))
         keys = ClientKeys.generate()
@@ -188,7 +188,7 @@ def test_a_worker_with_push_proxy_delivers_through_it(make_services, receiver):
             push_resource=receiver.endpoint("/s1"), public_key=keys.p256dh, auth_secret=keys.auth,
             triggers=Triggers(content_depth="1"), expires=int(time.time()) + 3600, created=0, location="s1"))
         services.store.merge_pending(Change(topic, content_depth="1", sync_token="http://sabre.io/ns/sync/7"))
-        result = jobs.use_context(services).deliverer.deliver_topic(topic)
+        result = runtime.use_context(services).deliverer.deliver_topic(topic)
     assert result["outcomes"] == {"success": 1}
     assert proxy.forwarded == [receiver.endpoint("/s1")]
     [received] = receiver.wait_for(1)

@@ -186,7 +186,7 @@ def tls_redis(tmp_path):
 
 
 def test_self_signed_managed_redis_works_with_cert_reqs_none_in_every_client(make_env, tls_redis):
-    from app.jobs import use_context
+    from app.jobs.runtime import use_context
     from app.jobs.worker import run_worker
 
     with pytest.raises(redis.ConnectionError):

@@ -9,7 +9,7 @@ import time
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from app import jobs
+from app.jobs import runtime
 from app.changes.ingest import QUEUED, ChangeIngestor
 from app.delivery.deliver import Deliverer
 from app.protocol.subscription import Change, Subscription
@@ -69,7 +69,7 @@ def test_a_retry_batch_is_a_fanout_too(make_services, receiver, run_worker):
     services = make_services()
     keys = ClientKeys.generate()
     topic = add_subscribers(services, [receiver.endpoint("/a"), receiver.endpoint("/b")], keys)
-    deliverer = Deliverer(services, jobs.use_context(services).sender, owner="doomed")
+    deliverer = Deliverer(services, runtime.use_context(services).sender, owner="doomed")
     original = services.store.start_fanout
 
     def die_after_recording(fanout_id, fields, owner, lease_until_ms):  # the worker dies right after
@@ -123,7 +123,7 @@ def test_housekeeping_renews_the_leases_of_its_own_fanouts(make_services):
     services = make_services()
     topic = topic_for_collection(services.settings.secret_key, COLLECTION)
     services.store.merge_pending(Change(topic, content_depth="1"))
-    deliverer = Deliverer(services, jobs.use_context(services).sender, owner="w-1")
+    deliverer = Deliverer(services, runtime.use_context(services).sender, owner="w-1")
     services.store.claim_pending(topic, "f1", "w-1", 0)
     deliverer.active["f1"] = object()  # in flight in this process
     housekeeping_round(services, "w-1", deliverer)
@@ -148,7 +148,7 @@ def test_a_job_moves_on_while_a_push_service_does_not_answer(make_services, rece
     services = make_services(PUSH_STRAGGLER_SECONDS="0.3", PUSH_READ_TIMEOUT="2")
     keys = ClientKeys.generate()
     topic = add_subscribers(services, [tarpit.url("/tarpit"), receiver.endpoint("/fast")], keys)
-    context = jobs.use_context(services)
+    context = runtime.use_context(services)
     services.store.merge_pending(Change(topic, content_depth="1"))
 
     result = context.deliverer.deliver_topic(topic)

@@ -196,13 +196,13 @@ def test_subscriptions_list_stats_and_purge(make_env, redis_client, monkeypatch,
 
 
 def test_housekeeping_beats_and_enqueues_the_purge_once_per_interval(make_services):
-    from app.jobs.worker import PURGE_JOB, housekeeping_round
+    from app.jobs.worker import housekeeping_round
 
     services = make_services()
     housekeeping_round(services, "w-test")
     housekeeping_round(services, "w-other")  # a second worker in the same interval does not purge again
     assert set(services.store.heartbeats()) == {"w-test", "w-other"}
-    assert [job.func_name for job in services.queue.jobs] == [PURGE_JOB]
+    assert [job.func_name for job in services.queue.jobs] == ["app.jobs.purge_expired"]  # the dotted name queued jobs keep
 
 
 def test_rediss_urls_are_accepted(make_env):

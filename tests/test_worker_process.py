@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from app import jobs
+from app.jobs import runtime
 from app.changes.ingest import QUEUED, ChangeIngestor
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
@@ -28,7 +28,7 @@ PROBE = f"{__name__}.probe"
 
 
 def probe() -> dict:
-    context = jobs.context()
+    context = runtime.context()
     return {"pid": os.getpid(), "context": id(context), "sender": id(context.sender), "signer": id(context.services.signer)}
 
 
@@ -51,7 +51,7 @@ def test_jobs_run_in_the_workers_process_and_share_its_context(make_services, re
     from app.jobs.worker import run_worker
 
     services = make_services()
-    context = jobs.use_context(services)
+    context = runtime.use_context(services)
     keys = ClientKeys.generate()
     ingestor = ChangeIngestor(services)
     probes = [services.queue.enqueue(PROBE).id]
@@ -66,7 +66,7 @@ def test_jobs_run_in_the_workers_process_and_share_its_context(make_services, re
     first, second = results(services, probes)
     assert first == second == {"pid": os.getpid(), "context": id(context), "sender": id(context.sender),
                                "signer": id(services.signer)}
-    assert jobs.context() is context
+    assert runtime.context() is context
     pushes = receiver.wait_for(2)
     assert sorted(p.path for p in pushes) == ["/calendars/alice/home", "/calendars/alice/work"]
     # both delivery jobs used the one cached VAPID header of this origin (a new signature would differ)
@@ -93,7 +93,7 @@ def test_burst_worker_runs_the_scheduler_and_leaves_jobs_that_are_not_due(make_s
     from app.jobs.worker import run_worker
 
     services = make_services(PUSH_COALESCE_MS=30_000)
-    jobs.use_context(services)
+    runtime.use_context(services)
     keys = ClientKeys.generate()
     topic = subscribe(services, receiver, keys, "calendars/alice/work")
     assert ChangeIngestor(services).submit(Change(topic, content_depth="1", sync_token="http://sabre.io/ns/sync/7")) == QUEUED

@@ -10,19 +10,16 @@ the burst is merged into one trailing push).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from datetime import timedelta
 
 from ..core.logs import request_id
 from ..core.metrics_names import counter
+from ..jobs import enqueue_delivery
 from ..protocol.subscription import Change, sync_token_number
 
 logger = logging.getLogger("davpush.changes")
 
 QUEUED, MERGED, NO_SUBSCRIBERS, STALE = "queued", "merged", "no-subscribers", "stale"
-DELIVERY_JOB = "app.jobs.deliver_topic"
-JOB_OPTIONS = dict(result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
 # A delivery job that has not claimed its pending change this long after it was due is presumed
 # lost (its worker died between dequeue and claim): the worker's watchdog enqueues it again.
 CLAIM_GRACE_MS = 30_000
@@ -73,11 +70,3 @@ class ChangeIngestor:
     def _enqueue(self, topic: str, delay_ms: int) -> None:
         enqueue_delivery(self.services.queue, topic, delay_ms)
 
-
-def enqueue_delivery(queue, topic: str, delay_ms: int = 0) -> None:
-    """The delivery job of a topic's pending change, now or after delay_ms."""
-    job_id = f"deliver-{topic}-{secrets.token_hex(4)}"
-    if delay_ms > 0:
-        queue.enqueue_in(timedelta(milliseconds=delay_ms), DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
-    else:
-        queue.enqueue(DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)

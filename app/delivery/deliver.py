@@ -20,12 +20,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import redis
 
 from ..core.logs import endpoint_label, log, request_id, short_id
 from ..core.metrics_names import counter, latency_bucket, push_service_label
+from ..jobs import enqueue_retry
 from ..protocol.message import build_push_message
 from ..protocol.subscription import Change, Subscription, sync_token_number
 from ..protocol.topics import web_push_topic_header
@@ -35,7 +35,6 @@ from .outcomes import AUTH, BLOCKED, GONE, REJECTED, RETRY, SUCCESS, Outcome, ba
 from .sender import PushRequest, PushSender
 
 logger = logging.getLogger("davpush.delivery")
-RETRY_JOB = "app.jobs.retry_pushes"
 APPLY_BATCH = 2000  # outcomes applied to Redis at once
 APPLY_WINDOW = 0.05  # seconds outcomes gather before they are applied (a worker killed meanwhile resends them)
 MAX_RESUMES = 5  # a fan-out that killed its worker this often is given up (logged)
@@ -306,19 +305,8 @@ class Deliverer:
         if tallies:
             self.store.count_many(tallies)
         for (plaintext, delay), ids in retries.items():
-            self.services.queue.enqueue_in(
-                timedelta(seconds=max(1, delay)),
-                RETRY_JOB,
-                fanout.topic,
-                plaintext.decode("utf-8"),
-                ids,
-                fanout.attempt + 1,
-                accepted_ms,
-                int(now * 1000),
-                result_ttl=300,
-                failure_ttl=7 * 86400,
-                job_timeout=300,
-            )
+            enqueue_retry(self.services.queue, delay, fanout.topic, plaintext.decode("utf-8"), ids,
+                          fanout.attempt + 1, accepted_ms, int(now * 1000))
 
     # -- leases ------------------------------------------------------------------------------
 

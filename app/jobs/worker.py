@@ -17,6 +17,7 @@ import secrets
 import signal
 import threading
 import time
+from types import FrameType
 
 import redis
 from rq import Queue, SimpleWorker
@@ -26,8 +27,8 @@ from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 
-from .. import jobs
-from ..changes.ingest import CLAIM_GRACE_MS, enqueue_delivery
+from ..changes.ingest import CLAIM_GRACE_MS
+from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
 from ..core.logs import log
 from ..core.redis_connect import redis_client
 
@@ -39,7 +40,17 @@ SCHEDULER_LOCK_SECONDS = 10
 RESUME_HANDOVER_MS = 60_000  # how long a resume job may wait in the queue before it is handed out again
 MAX_RESUMES = 5  # a fan-out whose deliveries died this often is given up (and logged)
 MAX_LOOP_PAUSE = 10.0
-PURGE_JOB = "app.jobs.purge_expired"
+
+
+class DavpushWorker(SimpleWorker):
+    """RQ's SimpleWorker that records a requested stop (SIGTERM/SIGINT), so that a work loop
+    ended by RQ itself (a Redis error) can be told from one that was asked to end."""
+
+    stop_requested = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)
 
 
 def housekeeping_round(services, name: str, deliverer=None) -> None:
@@ -52,7 +63,7 @@ def housekeeping_round(services, name: str, deliverer=None) -> None:
     requeue_overdue(services)
     interval = services.settings.purge_interval
     if store.try_lock("purge", max(1, interval - 1)):
-        services.queue.enqueue(PURGE_JOB, result_ttl=300, failure_ttl=86400, job_timeout=600)
+        enqueue_purge(services.queue)
 
 
 def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
@@ -69,8 +80,7 @@ def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
             log(logger, logging.ERROR, "giving up a fan-out that was resumed too often", fanout=fanout_id, resumes=resumes - 1)
             store.finish_fanout(fanout_id)
             continue
-        services.queue.enqueue(jobs.RESUME_JOB, fanout_id, token, at_front=True,
-                               result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
+        enqueue_resume(services.queue, fanout_id, token)
         resumed.append(fanout_id)
     return resumed
 
@@ -144,9 +154,9 @@ def _scheduler(stop: threading.Event, services, name: str) -> None:
 
 def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     """Work until asked to stop; the exit status (0 only for a requested stop or a finished burst)."""
-    context = jobs.context()
+    context = runtime.context()
     services = context.services
-    name = jobs.process_name()
+    name = runtime.process_name()
     # RQ raises this connection's socket timeout for its blocking dequeue; the short
     # REDIS_SOCKET_TIMEOUT of every other client must not end up on it.
     settings = services.settings
@@ -154,7 +164,7 @@ def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     queue = Queue(services.queue.name, connection=connection, serializer=JSONSerializer)
     level = services.settings.log_level
     if burst or max_jobs is not None:
-        worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer, name=name)
+        worker = DavpushWorker([queue], connection=connection, serializer=JSONSerializer, name=name)
         worker.work(with_scheduler=True, burst=burst, max_jobs=max_jobs, logging_level=level)
         return 0
     stop = threading.Event()
@@ -176,7 +186,7 @@ def _work_until_stopped(queue, connection, name: str, level: str, stop: threadin
     pause = 1.0
     generation = 0
     while True:
-        worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer,
+        worker = DavpushWorker([queue], connection=connection, serializer=JSONSerializer,
                               name=name if generation == 0 else f"{name}.{generation}")
         worker.max_connection_wait_time = 5.0  # RQ's dequeue retries; reconnect soon after an outage
         started = time.monotonic()
@@ -184,7 +194,7 @@ def _work_until_stopped(queue, connection, name: str, level: str, stop: threadin
             worker.work(burst=False, logging_level=level)
         except redis.RedisError as error:  # e.g. from RQ's teardown while Redis is away
             log(logger, logging.WARNING, "the work loop lost Redis", error=type(error).__name__)
-        if worker._shutdown_requested_date is not None or stop.is_set():
+        if worker.stop_requested or stop.is_set():
             return 0
         # RQ ended its loop by itself (a Redis timeout or error): not a reason to exit.
         _stop_on_signals(stop)
