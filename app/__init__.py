@@ -1,6 +1,8 @@
 """davpush: WebDAV-Push for Nextcloud and other DAV servers."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import time
 
@@ -9,17 +11,21 @@ import redis
 from flask import Flask, Response, g, request
 
 from .core.config import Settings, load_settings
-from .core.logs import log, new_request_id, request_id, setup_logging
+from .core.logs import log, new_request_id, request_id
+
+if TYPE_CHECKING:
+    from .core.services import Services
 
 access_logger = logging.getLogger("davpush.access")
 
 
-def create_app(settings: Settings | None = None, services=None) -> Flask:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
     from . import gateway
     from .gateway import push_api
     from .ops import admin
     from .nextcloud import webhooks
+    from .core.current import install_services
     from .core.services import build_services
 
     settings = settings or load_settings()
@@ -28,7 +34,7 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     app.url_map.merge_slashes = False  # a DAV path with "//" goes upstream as it is, not redirected
     app.url_map.converters["anypath"] = gateway.AnyPath
     services = services or build_services(settings)
-    app.extensions["davpush"] = services
+    install_services(app, services)
     app.register_blueprint(push_api.blueprint)
     app.register_blueprint(admin.blueprint)
     admin.mount_dashboard(app, services)

@@ -9,6 +9,8 @@ the burst is merged into one trailing push).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import time
 
@@ -16,6 +18,9 @@ from ..core.logs import request_id
 from ..core.metrics_names import counter
 from ..jobs import enqueue_delivery
 from ..protocol.subscription import Change, sync_token_number
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.changes")
 
@@ -26,7 +31,7 @@ CLAIM_GRACE_MS = 30_000
 
 
 class ChangeIngestor:
-    def __init__(self, services, clock=time.time):
+    def __init__(self, services: Services, clock=time.time):
         self.services = services
         self.store = services.store
         self.settings = services.settings

@@ -13,6 +13,8 @@ outcomes are applied when they arrive), so a push service that never answers del
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import queue
 import secrets
@@ -33,6 +35,9 @@ from ..store import change_from_fields
 from .encrypt import encrypt
 from .outcomes import AUTH, BLOCKED, GONE, REJECTED, RETRY, SUCCESS, Outcome, backoff
 from .sender import PushRequest, PushSender
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.delivery")
 APPLY_BATCH = 2000  # outcomes applied to Redis at once
@@ -61,7 +66,7 @@ class Fanout:
 
 
 class Deliverer:
-    def __init__(self, services, sender: PushSender, clock=time.time, owner: str | None = None):
+    def __init__(self, services: Services, sender: PushSender, clock=time.time, owner: str | None = None):
         self.services = services
         self.store = services.store
         self.settings = services.settings

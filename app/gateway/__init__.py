@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.routing import PathConverter
 
 from ..core.logs import log
 from . import discovery, proxy, registration, writes
 from .loop import LOOP_STATUS
 from .upstream import UnreadableRequestBody, UpstreamUnavailable
+from ..core.current import current_services
 
 logger = logging.getLogger("davpush.gateway")
 LOOP_WARNING_INTERVAL = 60.0  # seconds between warnings about the same misconfiguration, per process
@@ -49,7 +50,7 @@ def refuse_looped_request():
     """A request davpush itself forwarded has come back: answer 508 before anything else runs
     (forwarding it again would go round until every connection hangs)."""
     global _last_loop_warning
-    services = current_app.extensions["davpush"]
+    services = current_services()
     mark = services.upstream.mark
     if mark is None or not mark.carried_by(request.headers.get("Via")):
         return None
@@ -73,19 +74,20 @@ def refuse_looped_request():
 
 
 def dav_entry(subpath: str = ""):
-    services = current_app.extensions["davpush"]
+    services = current_services()
     try:
         if request.method == "PROPFIND":
             return discovery.handle_propfind(services)
         if request.method == "OPTIONS":
             return discovery.handle_options(services)
         if request.method == "POST":
-            response = registration.handle_post(services)
+            answer = registration.handle_post(services)
+            response, answered_here = answer.response, answer.answered_here
         else:
-            response = proxy.forward(services.upstream, proxy.request_body())
+            response, answered_here = proxy.forward(services.upstream, proxy.request_body()), False
     except (UpstreamUnavailable, UnreadableRequestBody) as error:
         return proxy.unavailable(error)
-    if request.method in writes.WRITE_METHODS and 200 <= response.status_code < 300 and not registration.is_ours(response):
+    if request.method in writes.WRITE_METHODS and 200 <= response.status_code < 300 and not answered_here:
         observed = writes.observation(request.method, proxy.raw_path(request.environ), request.headers, proxy.forwarded_for())
         response.call_on_close(lambda: writes.run_safely(services, observed))
     return response

@@ -5,6 +5,8 @@ upstream (see protocol.multistatus_stream and gateway.streaming), never held who
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from functools import partial
 
 from flask import Response, request
@@ -15,12 +17,15 @@ from ..protocol.topics import topic_for_collection
 from . import proxy, streaming
 from .upstream import MAX_MULTISTATUS, end_to_end
 
+if TYPE_CHECKING:
+    from ..core.services import Services
+
 MAX_PROPFIND_REQUEST = 1024 * 1024
 COMPLIANCE_TOKEN = "webdav-push"
 UNREADABLE = "the upstream DAV server sent an unreadable multistatus\n"
 
 
-def handle_propfind(services) -> Response:
+def handle_propfind(services: Services) -> Response:
     body = proxy.read_prefix(MAX_PROPFIND_REQUEST + 1)
     requested, root = [], None
     if len(body) <= MAX_PROPFIND_REQUEST:
@@ -80,7 +85,7 @@ def _prefers_minimal() -> bool:
     return "return=minimal" in prefer.replace(" ", "") or request.headers.get("Brief", "").lower() == "t"
 
 
-def handle_options(services) -> Response:
+def handle_options(services: Services) -> Response:
     response = proxy.forward(services.upstream, proxy.request_body())
     values = response.headers.getlist("DAV")
     tokens = [token.strip() for value in values for token in value.split(",")]

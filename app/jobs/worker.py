@@ -12,6 +12,8 @@ only on a requested shutdown (SIGTERM/SIGINT).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import secrets
 import signal
@@ -31,6 +33,9 @@ from ..changes.ingest import CLAIM_GRACE_MS
 from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
 from ..core.logs import log
 from ..core.redis_connect import redis_client
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2
@@ -53,7 +58,7 @@ class DavpushWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
-def housekeeping_round(services, name: str, deliverer=None) -> None:
+def housekeeping_round(services: Services, name: str, deliverer=None) -> None:
     """One round: heartbeat, leases, watchdogs, purge."""
     store = services.store
     store.heartbeat(name, seconds=HEARTBEAT_TTL)
@@ -66,7 +71,7 @@ def housekeeping_round(services, name: str, deliverer=None) -> None:
         enqueue_purge(services.queue)
 
 
-def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
+def resume_abandoned(services: Services, now_ms: int | None = None) -> list[str]:
     """Enqueue a resume job for each fan-out whose owner stopped renewing its lease."""
     store = services.store
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -85,7 +90,7 @@ def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
     return resumed
 
 
-def requeue_overdue(services, now_ms: int | None = None) -> list[str]:
+def requeue_overdue(services: Services, now_ms: int | None = None) -> list[str]:
     """Enqueue the delivery job again for pending changes that no job claimed in time."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     topics = services.store.overdue_pending(now_ms, now_ms + CLAIM_GRACE_MS)
@@ -95,7 +100,7 @@ def requeue_overdue(services, now_ms: int | None = None) -> list[str]:
     return topics
 
 
-def _housekeeping(stop: threading.Event, services, name: str, deliverer) -> None:
+def _housekeeping(stop: threading.Event, services: Services, name: str, deliverer) -> None:
     failing = False
     while not stop.is_set():
         try:
@@ -128,7 +133,7 @@ def enqueue_due_jobs(queue) -> int:
     return len(job_ids)
 
 
-def _scheduler(stop: threading.Event, services, name: str) -> None:
+def _scheduler(stop: threading.Event, services: Services, name: str) -> None:
     """Enqueue due delayed jobs, one worker at a time: the one holding RQ's scheduler lock for the
     queue. The lock lives SCHEDULER_LOCK_SECONDS (RQ's own scheduler keeps it 61 s), so when its
     holder dies another worker (or the restarted one) takes over within seconds."""

@@ -1,11 +1,13 @@
 """Operations endpoints: /push/healthz, /push/metrics and the rq-dashboard at /push/rq/."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hmac
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -14,6 +16,10 @@ from rq.serializers import JSONSerializer
 from ..core import metrics_names
 from . import checks
 from ..net.http_auth import basic_credentials
+from ..core.current import current_services
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 DASHBOARD_PREFIX = "/push/rq"
 ADMIN_USER = "admin"
@@ -31,7 +37,7 @@ def _admin_ok(settings) -> bool:
 
 
 def _challenge() -> Response:
-    settings = current_app.extensions["davpush"].settings
+    settings = current_services().settings
     if not settings.admin_password:
         return Response("disabled: set ADMIN_PASSWORD to enable the admin pages\n", 403, mimetype="text/plain")
     return Response(
@@ -47,7 +53,7 @@ def livez():
 
 @blueprint.route("/healthz", methods=["GET"])
 def healthz():
-    results = checks.collect(current_app.extensions["davpush"])
+    results = checks.collect(current_services())
     healthy = all(result["ok"] for result in results.values())
     response = jsonify(status="ok" if healthy else "fail", checks=results)
     response.status_code = 200 if healthy else 503
@@ -57,7 +63,7 @@ def healthz():
 
 @blueprint.route("/metrics", methods=["GET"])
 def metrics():
-    services = current_app.extensions["davpush"]
+    services = current_services()
     if not _admin_ok(services.settings):
         return _challenge()
     registry = CollectorRegistry(auto_describe=False)
@@ -77,7 +83,7 @@ class _Collector:
         "gateway_writes": ("davpush_gateway_writes", "Successful DAV writes observed by the gateway", ("outcome",)),
     }
 
-    def __init__(self, services):
+    def __init__(self, services: Services):
         self.services = services
 
     def collect(self):
@@ -127,7 +133,7 @@ def _alive(store) -> int:
 _DESTRUCTIVE_SUFFIXES = ("/delete", "/empty", "/compact")
 
 
-def mount_dashboard(app: Flask, services) -> None:
+def mount_dashboard(app: Flask, services: Services) -> None:
     """rq-dashboard behind the admin login; delete/empty/compact only when allowed."""
     import rq_dashboard
     from rq_dashboard import web as dashboard_web
