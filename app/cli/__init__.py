@@ -1,4 +1,9 @@
-"""The `davpush` command line."""
+"""The `davpush` command line (console script `davpush` = app.cli:main; also `python -m app.cli`).
+
+One module per command group, each with a `register(commands)`: vapid, processes (up, web,
+worker), setup (check, demo, init), subscriptions, nextcloud. Failures are reported through
+errors.fail; configuration and Redis errors of any command are caught once, in main().
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,65 +13,16 @@ import sys
 import redis
 
 from ..core.config import ConfigError
-
-
-def _vapid_generate(args) -> int:
-    from ..delivery.vapid import VapidKeyError, generate_key_file, key_raw_b64, new_key, public_key_b64
-
-    if args.stdout:
-        vapid = new_key()
-        print(key_raw_b64(vapid))  # one line, for VAPID_PRIVATE_KEY
-        print(f"public key: {public_key_b64(vapid)} (keep the private key: changing it breaks every subscription)",
-              file=sys.stderr)
-        return 0
-    path = args.file or os.environ.get("VAPID_PRIVATE_KEY_FILE")
-    if not path:
-        print("davpush: give --file PATH (or set VAPID_PRIVATE_KEY_FILE), or --stdout to print the key", file=sys.stderr)
-        return 2
-    try:
-        vapid = generate_key_file(path)
-    except VapidKeyError as error:
-        print(f"davpush: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote a new VAPID private key to {path} (keep it: changing it breaks every subscription)")
-    print(f"public key: {public_key_b64(vapid)}")
-    return 0
-
-
-def _vapid_show(args) -> int:
-    from ..core.config import vapid_key_from
-    from ..delivery.vapid import VapidKeyError, load_key, parse_key, public_key_b64
-
-    try:
-        if args.file:
-            vapid = load_key(args.file)
-        else:
-            vapid = parse_key(vapid_key_from(os.environ)[0].encode(), "the VAPID key")
-        print(public_key_b64(vapid))
-    except VapidKeyError as error:
-        print(f"davpush: {error}", file=sys.stderr)
-        return 1
-    return 0
+from .errors import USAGE, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import nextcloud, processes, setup, subscriptions, vapid
+
     parser = argparse.ArgumentParser(prog="davpush", description="WebDAV-Push gateway and delivery service")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    vapid = commands.add_parser("vapid", help="manage the server's VAPID key").add_subparsers(dest="action", required=True)
-    generate = vapid.add_parser("generate", help="write a new VAPID private key (refuses to overwrite)")
-    target = generate.add_mutually_exclusive_group()
-    target.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY_FILE)")
-    target.add_argument("--stdout", action="store_true",
-                        help="print the key (base64url, one line) for VAPID_PRIVATE_KEY instead of writing a file")
-    generate.set_defaults(handler=_vapid_generate)
-    show = vapid.add_parser("show", help="print the 87-character public key clients receive")
-    show.add_argument("--file", help="PEM path (default: $VAPID_PRIVATE_KEY or $VAPID_PRIVATE_KEY_FILE)")
-    show.set_defaults(handler=_vapid_show)
-
-    from . import ops as cli_ops
-
-    cli_ops.register(commands)
+    for group in (vapid, processes, setup, subscriptions, nextcloud):
+        group.register(commands)
     return parser
 
 
@@ -86,16 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _use_private_redis(args.command)
     try:
-        return args.handler(args) or 0
+        code: int = args.handler(args) or 0
+        return code
     except ConfigError as error:
-        print(f"davpush: configuration error: {error}", file=sys.stderr)
-        return 2
+        return fail(f"configuration error: {error}", USAGE)
     except redis.RedisError as error:
         from ..core.redis_connect import redis_address, redis_cause
 
         where = redis_address(os.environ.get("REDIS_URL", ""))
-        print(f"davpush: cannot use Redis at {where}: {redis_cause(error)}", file=sys.stderr)
-        return 1
+        return fail(f"cannot use Redis at {where}: {redis_cause(error)}")
     except KeyboardInterrupt:
         return 130
 

@@ -11,16 +11,11 @@ Exit status: 0 done, 1 Nextcloud refused or could not be reached, 2 missing or b
 from __future__ import annotations
 
 import os
-import sys
 
 from ..nextcloud.ocs import BRIDGE_EVENT, CALENDAR_OBJECT_EVENTS, OCSError, WebhookRegistrar, receiver_uri
+from .errors import fail
 
 MIN_SECRET_LENGTH = 16  # the same minimum as davpush's own WEBHOOK_SECRET check
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"davpush: {message}", file=sys.stderr)
-    return code
 
 
 def _connection(args) -> tuple[WebhookRegistrar | None, str | None, int]:
@@ -39,12 +34,12 @@ def _connection(args) -> tuple[WebhookRegistrar | None, str | None, int]:
         if not value
     ]
     if missing:
-        return None, None, _fail("missing " + ", ".join(missing), 2)
+        return None, None, fail("missing " + ", ".join(missing), 2)
     try:
         registrar = WebhookRegistrar(nextcloud_url, args.user, password, timeout=args.timeout)
         receiver = receiver_uri(davpush_url)
     except OCSError as error:
-        return None, None, _fail(str(error), 2)
+        return None, None, fail(str(error), 2)
     return registrar, receiver, 0
 
 
@@ -54,9 +49,9 @@ def _register_webhooks(args) -> int:
         return code
     secret = args.secret or os.environ.get("WEBHOOK_SECRET") or ""
     if not secret:
-        return _fail("missing --secret (or WEBHOOK_SECRET): the bearer secret davpush expects", 2)
+        return fail("missing --secret (or WEBHOOK_SECRET): the bearer secret davpush expects", 2)
     if len(secret) < MIN_SECRET_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in secret):
-        return _fail(f"the webhook secret must be at least {MIN_SECRET_LENGTH} printable characters without spaces", 2)
+        return fail(f"the webhook secret must be at least {MIN_SECRET_LENGTH} printable characters without spaces", 2)
 
     if args.bridge_only:
         events, remove = [BRIDGE_EVENT], list(CALENDAR_OBJECT_EVENTS)
@@ -76,7 +71,7 @@ def _register_webhooks(args) -> int:
             return 0
         done = registrar.apply(actions)
     except OCSError as error:
-        return _fail(str(error), 1)
+        return fail(str(error), 1)
 
     for action in done:
         print(action)
@@ -97,7 +92,7 @@ def _unregister_webhooks(args) -> int:
     try:
         actions = registrar.unregister(receiver, dry_run=args.dry_run)
     except OCSError as error:
-        return _fail(str(error), 1)
+        return fail(str(error), 1)
     print(f"webhook receiver: {receiver}")
     for action in actions:
         print(action)
