@@ -52,8 +52,8 @@ def subscribe(services, collection="calendars/alice/work", sub_id="sub1"):
 
 def stored_keys(services) -> set[str]:
     """Every key davpush wrote, except the metrics counters (rq's own keys are checked via the queue)."""
-    prefix = services.settings.redis_prefix
-    return {k.decode() for k in services.redis.scan_iter(match=prefix + "*")} - {prefix + "metrics"}
+    keys = services.store.keys
+    return {k.decode() for k in services.redis.scan_iter(match=keys.prefix + "*")} - {keys.metrics}
 
 
 def assert_no_event_state(services):
@@ -129,7 +129,7 @@ def test_moved_event_with_a_bad_target_applies_nothing(client, services):
     payload = moved_event(source=("alice", "work", 100), target=("alice", "\ud800", 200))
     response = client.post("/push/webhooks/nextcloud", data=json.dumps(payload), headers=BEARER)
     assert response.status_code == 400
-    assert not services.store.pending_exists(source)
+    assert not services.redis.exists(services.store.keys.pending(source))
     assert_nothing_queued(services)
 
 

@@ -127,7 +127,7 @@ def test_housekeeping_renews_the_leases_of_its_own_fanouts(make_services):
     services.store.claim_pending(topic, "f1", "w-1", 0)
     deliverer.active["f1"] = object()  # in flight in this process
     housekeeping_round(services, "w-1", deliverer)
-    lease = services.redis.zscore("dp:fanouts", "f1")
+    lease = services.redis.zscore(services.store.keys.fanouts, "f1")
     assert lease > time.time() * 1000 + 10_000
     assert services.queue.count == 1  # only the purge: nothing to resume
 

@@ -110,7 +110,7 @@ def test_keys_for_nextcloud_paths():
     assert r.collection_key("https://cloud.example/remote.php/dav/addressbooks/users/bob/contacts_shared_by_alice/",
                             "/remote.php/dav/principals/users/alice/") == "addressbooks/users/alice/contacts"
     assert r.collection_key("/remote.php/dav/calendars/al%40ice.com/work/") == "calendars/al@ice.com/work"
-    assert r.parent_key("/remote.php/dav/calendars/bob/work_shared_by_alice/event.ics") == "calendars/bob/work_shared_by_alice"
+    assert r.claimed_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/alice/work"
     assert r.collection_key("/elsewhere/calendars/alice/work/") is None
     assert r.collection_key("/remote.php/dav/calendars/alice/../bob/work/") is None
 
@@ -118,4 +118,4 @@ def test_keys_for_nextcloud_paths():
 def test_keys_for_generic_upstream_are_paths():
     r = CollectionResolver("", "generic")
     assert r.collection_key("/alice/work_shared_by_x/") == "alice/work_shared_by_x"
-    assert r.parent_key("/alice/work/e.ics") == "alice/work"
+    assert r.claimed_key("/alice/work_shared_by_x/") is None

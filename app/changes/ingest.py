@@ -17,7 +17,7 @@ import time
 from ..core.logs import request_id
 from ..core.metrics_names import counter
 from ..jobs import enqueue_delivery
-from ..protocol.subscription import Change, sync_token_number
+from ..protocol.subscription import Change, is_stale
 
 if TYPE_CHECKING:
     from ..core.services import Services
@@ -61,11 +61,9 @@ class ChangeIngestor:
 
     def _is_stale(self, change: Change) -> bool:
         """A content-only change whose sync-token was already delivered (duplicate or late)."""
-        number = sync_token_number(change.sync_token)
-        if number is None or change.property_update or change.collection_deleted:
-            return False
-        delivered = self.store.delivered_token(change.topic)
-        return delivered is not None and number <= delivered
+        if change.content_only_token() is None:
+            return False  # no Redis read for changes the rule never drops
+        return is_stale(change, self.store.delivered_token(change.topic))
 
     def _delay_ms(self, topic: str) -> int:
         now_ms = int(self.clock() * 1000)

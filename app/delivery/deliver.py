@@ -29,7 +29,7 @@ from ..core.logs import endpoint_label, log, request_id, short_id
 from ..core.metrics_names import counter, latency_bucket, push_service_label
 from ..jobs import enqueue_retry
 from ..protocol.message import build_push_message
-from ..protocol.subscription import Change, Subscription, sync_token_number
+from ..protocol.subscription import Change, Subscription, is_stale, sync_token_number
 from ..protocol.topics import web_push_topic_header
 from ..store import change_from_fields
 from .encrypt import encrypt
@@ -166,8 +166,7 @@ class Deliverer:
         number = sync_token_number(change.sync_token)
         if number is None:
             return False
-        delivered = self.store.delivered_token(change.topic)
-        if delivered is not None and number <= delivered and not (change.property_update or change.collection_deleted):
+        if is_stale(change, self.store.delivered_token(change.topic)):
             return True
         self.store.mark_delivered_token(change.topic, number, keep_seconds=3600)
         return False

@@ -19,10 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..protocol.keys import b64url_decode
+from ..protocol.message import MAX_PLAINTEXT, RECORD_SIZE
 
-RECORD_SIZE = 4096
-TAG_LENGTH = 16
-MAX_PLAINTEXT = RECORD_SIZE - TAG_LENGTH - 1 - 86  # 3993: one record in a 4096-byte body (RFC 8291 §4)
 _KEY_INFO = b"WebPush: info\x00"
 _CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
 _NONCE_INFO = b"Content-Encoding: nonce\x00\x01"

@@ -22,6 +22,8 @@ import ssl
 import string
 from urllib.parse import quote
 
+from ..protocol.numbers import ascii_digits
+
 MAX_ANSWER_BODY = 4096  # bytes of an answer body that are read at most
 MAX_ANSWER_HEAD = 65536  # status line + headers
 MAX_ANSWER_HEADERS = 100
@@ -140,7 +142,7 @@ async def read_answer(conn: Connection) -> tuple[int, str | None, bool]:
             await _skip_until_close(conn)
             reusable = False
     elif length is not None:
-        if not _ascii_digits(length):
+        if not ascii_digits(length):
             raise ProtocolError("bad Content-Length")
         digits = length.lstrip("0") or "0"
         size = int(digits) if len(digits) <= _MAX_LENGTH_DIGITS else MAX_ANSWER_BODY + 1
@@ -173,7 +175,7 @@ async def read_head(conn: Connection) -> tuple[str, int, dict]:
     del buffer[: end + 4]
     lines = head.split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not _ascii_digits(parts[1]):
+    if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not ascii_digits(parts[1]):
         raise ProtocolError("not an HTTP/1.x status line")
     if len(lines) - 1 > MAX_ANSWER_HEADERS:
         raise ProtocolError("too many answer headers")
@@ -241,11 +243,6 @@ async def _line(conn: Connection) -> bytes:
             raise ProtocolError("connection closed inside a chunked body")
 
 
-
-
-def _ascii_digits(text: str) -> bool:
-    """0-9 only: heads are decoded as latin-1, and "²".isdigit() is true although int("²") fails."""
-    return text.isascii() and text.isdigit()
 
 
 def error_name(error: BaseException) -> str:

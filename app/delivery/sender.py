@@ -272,7 +272,7 @@ class PushSender:
         try:  # the guard, at send time: also when a kept-alive connection is at hand
             addresses = self._dns.cached(endpoint.host, endpoint.port) or await self._dns.addresses(endpoint.host, endpoint.port)
         except ssrf.BlockedEndpoint as error:
-            kind = RETRY if "does not resolve" in str(error) else BLOCKED
+            kind = RETRY if isinstance(error, ssrf.UnresolvableHost) else BLOCKED
             return Outcome(item.subscription_id, kind, detail=str(error))
         try:
             body = item.make_body()

@@ -38,13 +38,6 @@ class CollectionResolver:
         segments = self.segments(url_or_path)
         return None if segments is None else self.key_for_segments(segments, owner_principal)
 
-    def parent_key(self, url_or_path: str) -> str | None:
-        """Canonical key of the collection that contains the resource at this URL."""
-        segments = self.segments(url_or_path)
-        if not segments or len(segments) < 2:
-            return None
-        return self.key_for_segments(segments[:-1])
-
     def claimed_key(self, url_or_path: str) -> str | None:
         """The owner's key a shared-view name claims, unverified (see nextcloud_paths.claimed_key)."""
         segments = self.segments(url_or_path)

@@ -111,6 +111,11 @@ class BlockedEndpoint(ValueError):
     """The endpoint is not acceptable; str() says why, without echoing the URL."""
 
 
+class UnresolvableHost(BlockedEndpoint):
+    """The endpoint's host name does not resolve (now): refused at registration, while at send
+    time a push to it is retried, as DNS trouble may pass."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     scheme: str
@@ -214,7 +219,7 @@ def resolve(endpoint: Endpoint, allowed_networks: tuple = (), resolver=socket.ge
     try:
         infos = resolver(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        raise BlockedEndpoint("the push-resource host name does not resolve") from None
+        raise UnresolvableHost("the push-resource host name does not resolve") from None
     addresses = []
     for info in infos:
         address = info[4][0]
@@ -227,7 +232,7 @@ def resolve(endpoint: Endpoint, allowed_networks: tuple = (), resolver=socket.ge
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise BlockedEndpoint("the push-resource host name does not resolve")
+        raise UnresolvableHost("the push-resource host name does not resolve")
     return addresses
 
 

@@ -89,6 +89,22 @@ class Change:
         prop = self.property_update and subscription.triggers.property_depth is not None
         return content, prop
 
+    def content_only_token(self) -> int | None:
+        """The sync-token number of a change that only announces new content (no property update,
+        no deletion): the one kind of change that an earlier push can make redundant."""
+        if self.property_update or self.collection_deleted:
+            return None
+        return sync_token_number(self.sync_token)
+
+
+def is_stale(change: Change, delivered: int | None) -> bool:
+    """The stale-token rule: a content-only change whose sync-token is not newer than the highest
+    one already pushed for its topic (`delivered`) is a duplicate or late event, not pushed again.
+    Applied when a change arrives (app/changes/ingest.py) and when its delivery starts
+    (app/delivery/deliver.py)."""
+    number = change.content_only_token()
+    return number is not None and delivered is not None and number <= delivered
+
 
 _SYNC_NUMBER = re.compile(r"/sync/([0-9]+)$")
 SABRE_SYNC_PREFIX = "http://sabre.io/ns/sync/"
