@@ -1,13 +1,11 @@
 """davpush: WebDAV-Push for Nextcloud and other DAV servers."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import redis
-
 from flask import Flask, Response, g, request
 
 from .core.config import Settings, load_settings
@@ -22,11 +20,11 @@ access_logger = logging.getLogger("davpush.access")
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
     from . import gateway
-    from .gateway import push_api
-    from .ops import admin
-    from .nextcloud import webhooks
     from .core.current import install_services
     from .core.services import build_services
+    from .gateway import push_api
+    from .nextcloud import webhooks
+    from .ops import admin
 
     settings = settings or load_settings()
     app = Flask(__name__)

@@ -10,9 +10,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 import aiohttp_sender  # noqa: E402
-
-from app.jobs import runtime  # noqa: E402
 from app.cli import main  # noqa: E402
+from app.jobs import runtime  # noqa: E402
 
 runtime.PushSender = aiohttp_sender.PushSender  # WorkerContext builds its sender through this name
 

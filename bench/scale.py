@@ -104,7 +104,7 @@ def key_bytes(client, match: str | None = None) -> tuple[int, int, dict]:
         pipe = client.pipeline(transaction=False)
         for key in batch:
             pipe.memory_usage(key, samples=0)
-        for key, size in zip(batch, pipe.execute()):
+        for key, size in zip(batch, pipe.execute(), strict=True):
             size = size or 0
             total += size
             keys += 1
@@ -291,7 +291,7 @@ class Arm:
             time.sleep(0.02)
         done = time.time()
         redis_used = redis_cpu(client) - redis0
-        worker_cpu = [cpu_seconds(p.pid) - c for p, c in zip(self.workers, workers0)]
+        worker_cpu = [cpu_seconds(p.pid) - c for p, c in zip(self.workers, workers0, strict=True)]
         receiver_cpu = cpu_seconds(receiver.proc.pid) - receiver0
         seconds = stats["last"] / 1000 - t0
         redis_net = max(0.0, redis_used - background * (done - t0))

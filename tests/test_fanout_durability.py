@@ -9,13 +9,13 @@ import time
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from app.jobs import runtime
 from app.changes.ingest import QUEUED, ChangeIngestor
 from app.delivery.deliver import Deliverer
+from app.jobs import runtime
+from app.jobs.worker import housekeeping_round, requeue_overdue, resume_abandoned
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
-from app.jobs.worker import housekeeping_round, requeue_overdue, resume_abandoned
 from support.push_receiver import ClientKeys
 from support.raw_http import RawHTTPServer
 

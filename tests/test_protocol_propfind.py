@@ -3,7 +3,6 @@ import xml.etree.ElementTree as ET
 
 from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
-from app.protocol.names import PUSH
 
 P = "{https://bitfire.at/webdav-push}"
 
@@ -106,7 +105,8 @@ def test_keys_for_nextcloud_paths():
     assert r.collection_key("/remote.php/dav/calendars/alice/work/") == "calendars/alice/work"
     assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/", "principals/users/alice") == "calendars/alice/work"
     assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/bob/work_shared_by_alice"
-    assert r.collection_key("/remote.php/dav/calendars/bob/a_shared_by_b_shared_by_alice/", "principals/users/alice") == "calendars/alice/a_shared_by_b"
+    assert (r.collection_key("/remote.php/dav/calendars/bob/a_shared_by_b_shared_by_alice/", "principals/users/alice")
+            == "calendars/alice/a_shared_by_b")
     assert r.collection_key("https://cloud.example/remote.php/dav/addressbooks/users/bob/contacts_shared_by_alice/",
                             "/remote.php/dav/principals/users/alice/") == "addressbooks/users/alice/contacts"
     assert r.collection_key("/remote.php/dav/calendars/al%40ice.com/work/") == "calendars/al@ice.com/work"

@@ -8,15 +8,14 @@ import subprocess
 import sys
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from app.jobs import runtime
 from app.changes.ingest import QUEUED, ChangeIngestor
+from app.jobs import runtime
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
@@ -90,6 +89,7 @@ def test_jobs_from_the_ingestor_are_stored_as_json(make_services):
 
 def test_burst_worker_runs_the_scheduler_and_leaves_jobs_that_are_not_due(make_services, receiver, monkeypatch):
     import rq.scheduler
+
     from app.jobs.worker import run_worker
 
     services = make_services(PUSH_COALESCE_MS=30_000)
@@ -120,7 +120,7 @@ def test_davpush_worker_burst_runs_due_scheduled_jobs_and_all_jobs_in_one_proces
     for n, collection in enumerate(("calendars/alice/work", "calendars/alice/home")):
         topic = subscribe(services, receiver, keys, collection)
         assert ingestor.submit(Change(topic, content_depth="1", sync_token=f"http://sabre.io/ns/sync/{n + 1}")) == QUEUED
-    a_while_ago = datetime.now(timezone.utc) - timedelta(seconds=5)
+    a_while_ago = datetime.now(UTC) - timedelta(seconds=5)
     for job in Job.fetch_many(registry.get_job_ids(), connection=services.redis, serializer=JSONSerializer):
         registry.schedule(job, a_while_ago)  # the window has passed
     probes = [services.queue.enqueue(PROBE).id for _ in range(2)]

@@ -9,10 +9,9 @@ the burst is merged into one trailing push).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ..core.logs import request_id
 from ..core.metrics_names import counter

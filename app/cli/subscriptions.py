@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import load_settings
@@ -32,10 +32,11 @@ def _list(args: argparse.Namespace) -> int:
             "collection": sub.collection,
             "endpoint": endpoint_label(sub.push_resource),
             "triggers": sub.triggers.to_dict(),
-            "expires": datetime.fromtimestamp(sub.expires, timezone.utc).isoformat(),
-            "last_success": datetime.fromtimestamp(sub.last_success, timezone.utc).isoformat() if sub.last_success else None,
+            "expires": datetime.fromtimestamp(sub.expires, UTC).isoformat(),
+            "last_success": datetime.fromtimestamp(sub.last_success, UTC).isoformat() if sub.last_success else None,
         }
-        print(json.dumps(record) if args.json else f"{sub.id}  {sub.user}  {sub.collection}  {record['endpoint']}  expires {record['expires']}")
+        line = f"{sub.id}  {sub.user}  {sub.collection}  {record['endpoint']}  expires {record['expires']}"
+        print(json.dumps(record) if args.json else line)
         rows += 1
     if not args.json:
         print(f"{rows} subscription(s)")

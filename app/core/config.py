@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
-from .config_sources import SourceError, is_placeholder, read_file, value_or_file
 from ..net.ssrf import BlockedEndpoint, check_shape
-from .redis_connect import RedisUrlError, check_url
 from ..nextcloud import paths as nextcloud_paths
+from .config_sources import SourceError, is_placeholder, read_file, value_or_file
+from .redis_connect import RedisUrlError, check_url
 
 # Push services built for heavy fan-in from one sender get more requests in flight
 # than PUSH_PER_ORIGIN_CONCURRENCY; small self-hosted ones keep the low default.
@@ -234,7 +234,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     vapid_pem, vapid_file = vapid_key_from(env)
     settings = Settings(
         redis_url=_redis_url(env),
-        upstream_url=_http_url(env, "UPSTREAM_URL", "Nextcloud's internal address that davpush forwards to, e.g. http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush)"),
+        upstream_url=_http_url(env, "UPSTREAM_URL", "Nextcloud's internal address that davpush forwards to, e.g. "
+                               "http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush)"),
         public_url=_http_url(env, "PUBLIC_URL", "external base URL clients use, e.g. https://cloud.example.com"),
         webhook_secret=_secret(env, "WEBHOOK_SECRET", "shared secret of the Nextcloud webhooks", 16),
         vapid_private_key_file=vapid_file,

@@ -13,8 +13,6 @@ outcomes are applied when they arrive), so a push service that never answers del
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import queue
 import secrets
@@ -22,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 

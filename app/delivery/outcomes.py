@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from datetime import datetime, timezone
 
 from ..protocol.expiry import parse_http_date
 from ..protocol.numbers import ascii_digits
-
 
 
 class OutcomeKind(StrEnum):
@@ -67,7 +66,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         moment = parse_http_date(value)
         if moment is None:
             return None
-        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
     return float(min(max(seconds, MIN_RETRY_AFTER), MAX_RETRY_AFTER))
 
 

@@ -32,9 +32,9 @@ import ssl
 import threading
 import traceback
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 import aiohappyeyeballs

@@ -7,11 +7,11 @@ import time
 from flask import Blueprint, Response, request
 from werkzeug.routing import PathConverter
 
+from ..core.current import current_services
 from ..core.logs import log
 from . import discovery, proxy, registration, writes
 from .loop import LOOP_STATUS
 from .upstream import UnreadableRequestBody, UpstreamUnavailable
-from ..core.current import current_services
 
 logger = logging.getLogger("davpush.gateway")
 LOOP_WARNING_INTERVAL = 60.0  # seconds between warnings about the same misconfiguration, per process

@@ -5,9 +5,8 @@ upstream (see protocol.multistatus_stream and gateway.streaming), never held who
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from functools import partial
+from typing import TYPE_CHECKING
 
 from flask import Response, request
 

@@ -3,20 +3,19 @@
 Unregistration (DELETE of the subscription URL) is in push_api.py, beside its route."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from flask import Response, request
 
-from ..net import ssrf
 from ..core.logs import endpoint_label, log, short_id
 from ..core.metrics_names import counter
+from ..net import ssrf
 from ..protocol import xmlsafe
 from ..protocol.dav_errors import error_body
 from ..protocol.expiry import format_http_date, grant_expiry
@@ -95,7 +94,7 @@ def register(services: Services, body: bytes) -> Response:
     except ssrf.BlockedEndpoint as error:
         raise RegistrationError(403, str(error), "invalid-subscription") from None
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = grant_expiry(registration.requested_expiry, now, settings.subscription_max_days)
     new_id = secrets.token_urlsafe(18)
     candidate = Subscription(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask import Response
 from urllib3.exceptions import HTTPError, ReadTimeoutError

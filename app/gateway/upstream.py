@@ -8,8 +8,6 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..protocol import xmlsafe
-from ..protocol.propfind import ok_props
-from ..protocol.subscription import has_oversized_counter
 from ..protocol.names import (
     CAL_CALENDAR,
     CARD_ADDRESSBOOK,
@@ -23,6 +21,8 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
+from ..protocol.propfind import ok_props
+from ..protocol.subscription import has_oversized_counter
 from .loop import LoopMark
 
 HOP_BY_HOP = frozenset(

@@ -6,11 +6,10 @@ client's write never waits for it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..changes.ingest import ChangeIngestor

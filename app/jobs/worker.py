@@ -12,14 +12,13 @@ only on a requested shutdown (SIGTERM/SIGINT).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import secrets
 import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import redis
 from rq import Queue, SimpleWorker
@@ -30,9 +29,9 @@ from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 
 from ..changes.ingest import CLAIM_GRACE_MS
-from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
 from ..core.logs import log
 from ..core.redis_connect import redis_client
+from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
 
 if TYPE_CHECKING:
     from ..core.services import Services

@@ -11,8 +11,9 @@ and the `authData` body); they never appear in exception messages, `repr()` or `
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests

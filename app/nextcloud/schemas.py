@@ -6,14 +6,13 @@ as `{}`; `user` is null for changes made by cron or occ; extra keys are ignored.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from . import paths
 from ..protocol.numbers import parse_ascii_int
 from ..protocol.subscription import MAX_SYNC_NUMBER, SABRE_SYNC_PREFIX
+from . import paths
 
 SYNC_TOKEN_KEY = "{http://sabredav.org/ns}sync-token"
 OCP = "OCP\\Calendar\\Events\\"

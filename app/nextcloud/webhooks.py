@@ -15,12 +15,12 @@ from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 
 from ..changes.ingest import ChangeIngestor
+from ..core.current import current_services
 from ..core.logs import log
 from ..core.metrics_names import counter
 from ..protocol.subscription import Change
 from ..protocol.topics import topic_for_collection
 from . import schemas
-from ..core.current import current_services
 
 MAX_BODY = 512 * 1024
 logger = logging.getLogger("davpush.webhooks")

@@ -1,10 +1,9 @@
 """Operations endpoints: /push/healthz, /push/metrics and the rq-dashboard at /push/rq/."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hmac
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -14,9 +13,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from ..core import metrics_names
-from . import checks
-from ..net.http_auth import basic_credentials
 from ..core.current import current_services
+from ..net.http_auth import basic_credentials
+from . import checks
 
 if TYPE_CHECKING:
     from ..core.services import Services
@@ -77,7 +76,8 @@ class _Collector:
     COUNTERS = {
         "webhook_events": ("davpush_webhook_events", "Webhook events by class and outcome", ("event", "outcome")),
         "registrations": ("davpush_registrations", "Registration requests by result", ("action",)),
-        "pushes": ("davpush_pushes", "Push requests by outcome and push service (fcm, mozilla, apple, windows, ntfy.sh or other)", ("outcome", "origin")),
+        "pushes": ("davpush_pushes", "Push requests by outcome and push service (fcm, mozilla, apple, windows, ntfy.sh or other)",
+                   ("outcome", "origin")),
         "events_merged": ("davpush_events_merged", "Changes merged into an already queued delivery", ()),
         "events_stale": ("davpush_events_stale", "Changes dropped because their sync-token was already pushed", ()),
         "gateway_writes": ("davpush_gateway_writes", "Successful DAV writes observed by the gateway", ("outcome",)),

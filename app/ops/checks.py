@@ -1,11 +1,10 @@
 """Readiness checks shared by `davpush check` and GET /push/healthz."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING
 
 import redis
 

@@ -14,4 +14,4 @@ def error_body(message: str, precondition: str | None = None) -> bytes:
     return (
         f'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="{DAV}" xmlns:P="{PUSH}" xmlns:s="{SABRE}">'
         f"{elements}<s:message>{escape(message)}</s:message></D:error>\n"
-    ).encode("utf-8")
+    ).encode()

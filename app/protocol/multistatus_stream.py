@@ -6,7 +6,7 @@ each response is parsed, edited, serialized and dropped before the next one is r
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .names import D_RESPONSE, DAV, qn
 from .xmlsafe import XmlError

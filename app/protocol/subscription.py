@@ -42,7 +42,7 @@ class Subscription:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "Subscription":
+    def from_fields(cls, fields: dict) -> Subscription:
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
         return cls(
             id=f["id"],

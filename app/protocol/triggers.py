@@ -39,7 +39,7 @@ class Triggers:
         return {"content": self.content_depth, "property": self.property_depth, "props": list(self.properties)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Triggers":
+    def from_dict(cls, data: dict) -> Triggers:
         return cls(data.get("content"), data.get("property"), tuple(data.get("props") or ()))
 
 

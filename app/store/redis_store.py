@@ -10,8 +10,8 @@ import time
 
 import redis
 
-from .keys import Keys
 from ..protocol.subscription import Change, Subscription, sync_token_number
+from .keys import Keys
 
 FANOUT_TTL = 7 * 86400  # a fan-out record outlives any retry schedule, then goes away by itself
 
@@ -492,7 +492,8 @@ class Store:
         """Hold up to `wanted` of `origin`'s `limit` slots for `lease_ms` (0 wanted gives them back);
         the number granted, which may be less than asked while other workers hold slots."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        return int(self._lease_slots(keys=[self.keys.slots(origin), self.keys.slot_counts(origin)], args=[worker, wanted, limit, now_ms, now_ms + lease_ms, lease_ms]))
+        return int(self._lease_slots(keys=[self.keys.slots(origin), self.keys.slot_counts(origin)],
+                                     args=[worker, wanted, limit, now_ms, now_ms + lease_ms, lease_ms]))
 
     def try_lock(self, name: str, seconds: int) -> bool:
         return bool(self.redis.set(self.keys.lock(name), 1, nx=True, ex=seconds))
@@ -505,7 +506,7 @@ class Store:
         if not keys:
             return {}
         values = self.redis.mget(keys)
-        return {_text(k)[len(self.keys.heartbeat("")):]: int(v) for k, v in zip(keys, values) if v is not None}
+        return {_text(k)[len(self.keys.heartbeat("")):]: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
 def _pairs(flat) -> dict[str, str]:
