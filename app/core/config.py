@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..net.ssrf import BlockedEndpoint, check_shape
+from ..net.ssrf import BlockedEndpoint, IPNetwork, check_shape
 from ..nextcloud import paths as nextcloud_paths
 from .config_sources import SourceError, is_placeholder, read_file, value_or_file
 from .redis_connect import RedisUrlError, check_url
@@ -43,7 +43,7 @@ class Settings:
     upstream_timeout: float = 300.0
     upstream_verify_tls: bool = True
     push_allow_http: bool = False
-    push_allowed_networks: tuple = ()
+    push_allowed_networks: tuple[IPNetwork, ...] = ()
     subscription_max_days: int = 7
     push_max_subscriptions_per_user: int = 250
     push_ttl: int = 86400

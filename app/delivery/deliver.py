@@ -19,8 +19,10 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -54,8 +56,8 @@ class Fanout:
     attempt: int
     targets: dict[str, tuple[Subscription, bytes]]  # subscription id → (subscription, plaintext)
     outstanding: set[str] = field(default_factory=set)
-    tallies: Counter = field(default_factory=Counter)
-    note: dict = field(default_factory=dict)
+    tallies: Counter[str] = field(default_factory=Counter)
+    note: dict[str, int] = field(default_factory=dict)
     last_answer: float = field(default_factory=time.monotonic)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -65,7 +67,8 @@ class Fanout:
 
 
 class Deliverer:
-    def __init__(self, services: Services, sender: PushSender, clock=time.time, owner: str | None = None):
+    def __init__(self, services: Services, sender: PushSender, clock: Callable[[], float] = time.time,
+                 owner: str | None = None):
         self.services = services
         self.store = services.store
         self.settings = services.settings
@@ -73,13 +76,13 @@ class Deliverer:
         self.clock = clock
         self.owner = owner or f"deliverer-{secrets.token_hex(6)}"
         self.active: dict[str, Fanout] = {}  # fan-outs of this process, whose leases it renews
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Fanout, Outcome]] = queue.SimpleQueue()
         self._applier: threading.Thread | None = None
         self._applier_lock = threading.Lock()
 
     # -- entry points (RQ jobs) ---------------------------------------------------------
 
-    def deliver_topic(self, topic: str) -> dict:
+    def deliver_topic(self, topic: str) -> dict[str, Any]:
         started_ms = int(self.clock() * 1000)
         fanout_id = _new_id()
         change = self.store.claim_pending(topic, fanout_id, self.owner, self._lease_end())
@@ -97,7 +100,8 @@ class Deliverer:
             self.store.drop_topic(topic)
         return {**result, "merged": change.merged}
 
-    def retry(self, topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
+    def retry(self, topic: str, plaintext: str, subscription_ids: list[str], attempt: int, accepted_ms: int,
+              queued_ms: int) -> dict[str, Any]:
         """Resend one message to the subscriptions that asked to be retried, unless a
         newer push reached them in the meantime."""
         fanout_id = _new_id()
@@ -107,7 +111,7 @@ class Deliverer:
         targets = self._targets_for_retry(topic, plaintext, subscription_ids, queued_ms, done=set())
         return self._run(Fanout(fanout_id, topic, accepted_ms, attempt, targets))
 
-    def resume(self, fanout_id: str, token: str) -> dict:
+    def resume(self, fanout_id: str, token: str) -> dict[str, Any]:
         """Finish a fan-out whose worker died (handed to this job as `token` by a watchdog)."""
         record = self.store.take_over_fanout(fanout_id, token, self.owner, self._lease_end())
         if record is None:
@@ -133,7 +137,7 @@ class Deliverer:
     # -- targets -------------------------------------------------------------------------
 
     def _targets_for_change(self, change: Change, done: set[str]) -> dict[str, tuple[Subscription, bytes]]:
-        messages: dict[tuple, bytes] = {}
+        messages: dict[tuple[bool, bool], bytes] = {}
         targets = {}
         for subscription in self.store.live_for_topic(change.topic):
             if subscription.id in done:
@@ -149,7 +153,8 @@ class Deliverer:
             targets[subscription.id] = (subscription, plaintext)
         return targets
 
-    def _targets_for_retry(self, topic: str, plaintext: str, ids: list, queued_ms: int, done: set[str]) -> dict:
+    def _targets_for_retry(self, topic: str, plaintext: str, ids: list[str], queued_ms: int,
+                           done: set[str]) -> dict[str, tuple[Subscription, bytes]]:
         body = plaintext.encode("utf-8")
         return {
             s.id: (s, body)
@@ -157,7 +162,7 @@ class Deliverer:
             if s.last_success * 1000 < queued_ms and s.topic == topic
         }
 
-    def _already_announced(self, change) -> bool:
+    def _already_announced(self, change: Change) -> bool:
         """Record the change's sync-token as pushed; True when a newer one already was.
 
         Recording it before sending lets changes with older tokens that arrive
@@ -172,7 +177,7 @@ class Deliverer:
 
     # -- sending and waiting -------------------------------------------------------------
 
-    def _run(self, fanout: Fanout, change: Change | None = None) -> dict:
+    def _run(self, fanout: Fanout, change: Change | None = None) -> dict[str, Any]:
         summary = {"topic": fanout.topic, "fanout": fanout.id}
         if not fanout.targets:
             self.store.finish_fanout(fanout.id)
@@ -216,7 +221,7 @@ class Deliverer:
                 PushRequest(
                     subscription.id,
                     subscription.push_resource,
-                    lambda p=plaintext, s=subscription: encrypt(p, s.public_key, s.auth_secret),
+                    partial(encrypt, plaintext, subscription.public_key, subscription.auth_secret),
                     {
                         "TTL": str(settings.push_ttl),
                         "Urgency": settings.push_urgency,
@@ -256,7 +261,7 @@ class Deliverer:
                     logger.exception("could not apply push outcomes")
                     break
 
-    def _gather(self, batch: list) -> None:
+    def _gather(self, batch: list[tuple[Fanout, Outcome]]) -> None:
         while len(batch) < APPLY_BATCH:
             try:
                 batch.append(self._inbox.get_nowait())
@@ -285,7 +290,9 @@ class Deliverer:
     def _act(self, fanout: Fanout, outcomes: list[Outcome]) -> None:
         now = self.clock()
         accepted_ms = fanout.accepted_ms
-        succeeded, retries, tallies = [], {}, Counter()
+        succeeded: list[str] = []
+        retries: dict[tuple[bytes, int], list[str]] = {}
+        tallies: Counter[str] = Counter()
         for outcome in outcomes:
             subscription, plaintext = fanout.targets[outcome.subscription_id]
             tallies[counter("pushes", outcome=outcome.kind, origin=push_service_label(subscription.push_resource))] += 1

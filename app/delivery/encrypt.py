@@ -30,10 +30,11 @@ _ECDH = ec.ECDH()
 _X962 = serialization.Encoding.X962
 _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
 
+_SubscriberKeys = tuple[ec.EllipticCurvePublicKey, bytes, bytes]  # public key object, raw point, auth secret
 # Parsed subscriber keys (p256dh, auth) -> (public key object, raw point, auth bytes): the same
 # subscriptions are encrypted for again and again by a long-lived worker.
 _CACHE_SIZE = 65536
-_cache: OrderedDict = OrderedDict()
+_cache: OrderedDict[tuple[str, str], _SubscriberKeys] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -41,7 +42,7 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.digest(key, data, hashlib.sha256)
 
 
-def _subscriber_keys(public_key: str, auth_secret: str):
+def _subscriber_keys(public_key: str, auth_secret: str) -> _SubscriberKeys:
     cache_key = (public_key, auth_secret)
     hit = _cache.get(cache_key)
     if hit is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -70,6 +71,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return float(min(max(seconds, MIN_RETRY_AFTER), MAX_RETRY_AFTER))
 
 
-def backoff(attempt: int, base: float = 5.0, cap: float = 600.0, rng=random.random) -> float:
+def backoff(attempt: int, base: float = 5.0, cap: float = 600.0, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with ±50% jitter: ~5 s, 10 s, 20 s … capped at 10 min."""
-    return min(cap, base * 2 ** max(0, attempt - 1)) * (0.5 + rng())
+    growth: float = 2 ** max(0, attempt - 1)
+    return min(cap, base * growth) * (0.5 + rng())

@@ -33,7 +33,7 @@ def handle_propfind(services: Services) -> Response:
             requested = propfind.requested_push_props(root)
         except xmlsafe.XmlError:
             pass  # not ours to judge: upstream answers it
-    if not requested:
+    if not requested or root is None:  # (requested push props imply a parsed root)
         return proxy.forward(services.upstream, proxy.request_body(body))
 
     new_body, injected = propfind.rewrite_request(root)

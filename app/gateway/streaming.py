@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Response
 from urllib3.exceptions import HTTPError, ReadTimeoutError
@@ -44,7 +44,7 @@ def upstream_body(upstream_response) -> Iterator[bytes]:
         time.sleep(0)
 
 
-def respond(upstream_response, output: Iterator[bytes], *, status: int, headers: list, content_type: str,
+def respond(upstream_response, output: Generator[bytes, None, None], *, status: int, headers: list, content_type: str,
             unreadable: str, path: str) -> Response:
     """A response of `output` (a generator over upstream_response's body), which is closed on every path.
 
@@ -74,7 +74,7 @@ def respond(upstream_response, output: Iterator[bytes], *, status: int, headers:
     return response
 
 
-def _stream(head: list[bytes], output: Iterator[bytes], upstream_response, path: str) -> Iterator[bytes]:
+def _stream(head: list[bytes], output: Generator[bytes, None, None], upstream_response, path: str) -> Iterator[bytes]:
     try:
         yield from head
         head.clear()

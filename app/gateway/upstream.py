@@ -82,7 +82,7 @@ def read_client(stream, size: int) -> bytes:
 def end_to_end(headers) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones, including those named in Connection."""
     headers = list(headers)
-    named = set()
+    named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             named.update(token.strip().lower() for token in value.split(","))

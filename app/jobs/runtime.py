@@ -45,8 +45,9 @@ class WorkerContext:
             keepalive_timeout=settings.push_keepalive_seconds,
             slot_lease=self._lease_slots,
         )
-        if settings.push_proxy:
-            log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=parse_proxy_url(settings.push_proxy).label)
+        proxy = parse_proxy_url(settings.push_proxy) if settings.push_proxy else None
+        if proxy is not None:
+            log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=proxy.label)
         self.deliverer = Deliverer(services, self.sender, owner=process_name())
         self.pid = os.getpid()
 

@@ -143,7 +143,7 @@ def mount_dashboard(app: Flask, services: Services) -> None:
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = not settings.dashboard_allow_delete
     dashboard_web.config.serializer = JSONSerializer
     dashboard_web.setup_rq_connection(app)
-    app.redis_conn = services.redis  # the service's own client: its timeouts, TLS settings and pool
+    app.redis_conn = services.redis  # type: ignore[attr-defined]  # the service's own client: its timeouts, TLS settings and pool
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
 
     @app.before_request

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .triggers import Triggers, covers
 
@@ -42,7 +43,7 @@ class Subscription:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> Subscription:
+    def from_fields(cls, fields: dict[Any, Any]) -> Subscription:
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
         return cls(
             id=f["id"],
@@ -76,7 +77,7 @@ class Change:
     property_update: bool = False
     collection_deleted: bool = False
     sync_token: str | None = None
-    exclude: frozenset = field(default_factory=frozenset)
+    exclude: frozenset[str] = field(default_factory=frozenset)
     accepted_ms: int = 0
     merged: int = 1
     request_id: str = ""  # of the first merged change, to follow it into the worker's log
@@ -125,4 +126,4 @@ def sync_token_number(token: str | None) -> int | None:
 
 def has_oversized_counter(token: str | None) -> bool:
     """A Sabre-style token whose counter is beyond 64 bits: to be treated as no token at all."""
-    return bool(token) and _SYNC_NUMBER.search(token) is not None and sync_token_number(token) is None
+    return token is not None and _SYNC_NUMBER.search(token) is not None and sync_token_number(token) is None

@@ -80,6 +80,7 @@ class StreamWriter:
     def _name(self, name: str) -> tuple[str, str | None]:
         """(qualified name, the URI when it must be declared on the child of the root that uses it)."""
         uri, local = split_qn(name)
+        entry: tuple[str, str | None]
         if not uri:
             entry = (local, None)
         elif uri == XML_NAMESPACE:

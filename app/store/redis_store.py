@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 
@@ -269,7 +271,8 @@ class Store:
         dk = self.dedupe_field(subscription.user, subscription.collection, subscription.push_resource)
         uk = self.user_field(subscription.user)
         fields = dict(subscription.to_fields(), dk=dk, uk=uk)
-        args = [dk, subscription.id, self.keys.sub_prefix, subscription.expires, now, self.keys.topic_prefix, limit]
+        args: list[str | int | float] = [dk, subscription.id, self.keys.sub_prefix, subscription.expires, now,
+                                         self.keys.topic_prefix, limit]
         for name, value in fields.items():
             args.extend((name, value))
         keys = [self.keys.dedupe, self.keys.expiry, self.keys.topic(subscription.topic), self.keys.sub(subscription.id), self.keys.user(uk)]
@@ -301,7 +304,7 @@ class Store:
         now = time.time() if now is None else now
         return self.redis.zcount(self.keys.topic(topic), f"({int(now)}", "+inf") > 0
 
-    def _load(self, ids, now: float) -> list[Subscription]:
+    def _load(self, ids: Iterable[Any], now: float) -> list[Subscription]:
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -315,10 +318,10 @@ class Store:
                     subscriptions.append(subscription)
         return subscriptions
 
-    def by_ids(self, ids, now: float | None = None) -> list[Subscription]:
+    def by_ids(self, ids: Iterable[str], now: float | None = None) -> list[Subscription]:
         return self._load(list(ids), time.time() if now is None else now)
 
-    def record_success(self, ids, when: int | None = None) -> None:
+    def record_success(self, ids: Iterable[str], when: int | None = None) -> None:
         ids = list(ids)
         if ids:
             self._set_if_exists(keys=[self.keys.sub(i) for i in ids], args=["last_success", when or int(time.time())])
@@ -344,7 +347,7 @@ class Store:
                     self.redis.zrem(self.keys.expiry, sub_id)
                 removed += 1
 
-    def iter_subscriptions(self, now: float | None = None, include_expired: bool = False):
+    def iter_subscriptions(self, now: float | None = None, include_expired: bool = False) -> Iterator[Subscription]:
         now = time.time() if now is None else now
         low = "-inf" if include_expired else f"({int(now)}"
         offset = 0
@@ -407,14 +410,15 @@ class Store:
         return [t for t in topics if self._overdue(keys=[self.keys.pending(t), self.keys.due], args=[t, next_due_ms])]
 
     # -- fan-outs in progress (at-least-once delivery) ------------------------------
-    def start_fanout(self, fanout_id: str, fields: dict, owner: str, lease_until_ms: int) -> None:
+    def start_fanout(self, fanout_id: str, fields: dict[str, Any], owner: str, lease_until_ms: int) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.fanout(fanout_id), mapping={**fields, "owner": owner, "resumes": 0})
+        record: dict[Any, Any] = {**fields, "owner": owner, "resumes": 0}
+        pipe.hset(self.keys.fanout(fanout_id), mapping=record)
         pipe.expire(self.keys.fanout(fanout_id), FANOUT_TTL)
         pipe.zadd(self.keys.fanouts, {fanout_id: lease_until_ms})
         pipe.execute()
 
-    def fanout_progress(self, fanout_id: str, done_ids) -> None:
+    def fanout_progress(self, fanout_id: str, done_ids: Iterable[str]) -> None:
         """Record the subscriptions whose push has an outcome (they are skipped on resume)."""
         done_ids = list(done_ids)
         if done_ids:
@@ -429,7 +433,7 @@ class Store:
         pipe.zrem(self.keys.fanouts, fanout_id)
         pipe.execute()
 
-    def renew_fanouts(self, fanout_ids, owner: str, lease_until_ms: int) -> int:
+    def renew_fanouts(self, fanout_ids: Iterable[str], owner: str, lease_until_ms: int) -> int:
         fanout_ids = list(fanout_ids)
         if not fanout_ids:
             return 0
@@ -445,7 +449,7 @@ class Store:
                                 args=[fanout_id, now_ms, token, lease_until_ms])
         return None if resumes is None else int(resumes)
 
-    def take_over_fanout(self, fanout_id: str, token: str, owner: str, lease_until_ms: int) -> dict | None:
+    def take_over_fanout(self, fanout_id: str, token: str, owner: str, lease_until_ms: int) -> dict[str, str] | None:
         """The fan-out's record, now owned by `owner`, if it was still handed to `token`."""
         flat = self._take_over(keys=[self.keys.fanouts, self.keys.fanout(fanout_id)], args=[fanout_id, token, owner, lease_until_ms])
         return _pairs(flat) if flat else None
@@ -509,7 +513,7 @@ class Store:
         return {_text(k)[len(self.keys.heartbeat("")):]: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
-def _pairs(flat) -> dict[str, str]:
+def _pairs(flat: list[str | bytes]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
@@ -529,6 +533,6 @@ def change_from_fields(topic: str, f: dict[str, str]) -> Change:
 
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
 
