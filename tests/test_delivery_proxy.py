@@ -2,7 +2,6 @@
 forwarding for http ones), with its credentials sent to the proxy only; the SSRF guard still
 checks each endpoint's name before anything is sent."""
 import ipaddress
-import socket
 import ssl
 import time
 
@@ -11,33 +10,20 @@ import pytest
 from app.core.config import ConfigError, load_settings
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.outcomes import BLOCKED, RETRY, SUCCESS
-from app.delivery.sender import PushRequest, PushSender
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
 from support.forward_proxy import ForwardProxy
 from support.push_receiver import ClientKeys
 from support.raw_http import RawHTTPServer, self_signed_certificate
+from support.senders import VAPID, names, push_request, sender_maker
 from support.servers import free_port
 
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
-VAPID = "vapid t=T,k=K"
 BODY = b"encrypted push"
 
 
 def push(url, sub_id="s"):
-    return PushRequest(sub_id, url, lambda: BODY, {"TTL": "60"})
-
-
-def names(mapping):
-    """getaddrinfo stand-in: the sender's view of DNS."""
-
-    def resolve(host, port, type=0):
-        if host not in mapping:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (mapping[host], port))]
-
-    return resolve
+    return push_request(url, sub_id, body=BODY)
 
 
 @pytest.fixture
@@ -58,18 +44,8 @@ def tls_push_service(tmp_path):
 
 @pytest.fixture
 def make_sender():
-    made = []
-
-    def make(**overrides) -> PushSender:
-        options = dict(concurrency=8, per_origin=4, connect_timeout=2, read_timeout=2, allow_http=True,
-                       allowed_networks=LOOPBACK)
-        options.update(overrides)
-        made.append(PushSender(**options))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    with sender_maker() as make:
+        yield make
 
 
 def test_an_http_push_is_forwarded_by_the_proxy(push_service, make_sender):
