@@ -35,6 +35,7 @@ from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
 
 if TYPE_CHECKING:
     from ..core.services import Services
+    from ..delivery.deliver import Deliverer
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2
@@ -57,7 +58,7 @@ class DavpushWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
-def housekeeping_round(services: Services, name: str, deliverer=None) -> None:
+def housekeeping_round(services: Services, name: str, deliverer: Deliverer | None = None) -> None:
     """One round: heartbeat, leases, watchdogs, purge."""
     store = services.store
     store.heartbeat(name, seconds=HEARTBEAT_TTL)
@@ -99,7 +100,7 @@ def requeue_overdue(services: Services, now_ms: int | None = None) -> list[str]:
     return topics
 
 
-def _housekeeping(stop: threading.Event, services: Services, name: str, deliverer) -> None:
+def _housekeeping(stop: threading.Event, services: Services, name: str, deliverer: Deliverer | None) -> None:
     failing = False
     while not stop.is_set():
         try:
