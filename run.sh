@@ -2,6 +2,7 @@
 # The two commands a newcomer needs (see README):
 #   ./run.sh start   web + worker (+ scheduler) + a private Redis when REDIS_URL is unset
 #   ./run.sh test    the test suite (real Redis; Radicale is started by the tests)
+#   ./run.sh lint    ruff and mypy, as CI runs them (settings in pyproject.toml)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,8 +56,13 @@ case "${1:-}" in
     ensure_test_redis
     exec .venv/bin/python -m pytest "$@"
     ;;
+  lint)
+    ensure_venv
+    .venv/bin/ruff check .
+    .venv/bin/mypy
+    ;;
   *)
-    echo "usage: ./run.sh start | ./run.sh test [pytest options]" >&2
+    echo "usage: ./run.sh start | ./run.sh test [pytest options] | ./run.sh lint" >&2
     exit 2
     ;;
 esac

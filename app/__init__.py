@@ -3,20 +3,26 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import redis
-
 from flask import Flask, Response, g, request
 
-from .config import Settings, load_settings
-from .logs import client_request_id, log_request, new_request_id, request_id
+from .core.config import Settings, load_settings
+from .core.logs import client_request_id, log_request, new_request_id, request_id
+
+if TYPE_CHECKING:
+    from .core.services import Services
 
 
-def create_app(settings: Settings | None = None, services=None) -> Flask:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the WSGI app. Raises ConfigError (one printable line) on bad settings."""
-    from . import admin, gateway, push_api
+    from . import gateway
+    from .core.current import install_services
+    from .core.services import build_services
+    from .gateway import push_api
     from .nextcloud import webhooks
-    from .services import build_services
+    from .ops import admin
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -24,14 +30,14 @@ def create_app(settings: Settings | None = None, services=None) -> Flask:
     app.url_map.merge_slashes = False  # a DAV path with "//" goes upstream as it is, not redirected
     app.url_map.converters["anypath"] = gateway.AnyPath
     services = services or build_services(settings)
-    app.extensions["davpush"] = services
+    install_services(app, services)
     app.register_blueprint(push_api.blueprint)
     app.register_blueprint(admin.blueprint)
     admin.mount_dashboard(app, services)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(gateway.create_blueprint(settings.dav_prefix))
     _install_request_logging(app)
-    app.wsgi_app = gateway.DavLane(app.wsgi_app, services)  # DAV requests skip Flask (see gateway/lane.py)
+    app.wsgi_app = gateway.DavLane(app.wsgi_app, services)  # type: ignore[method-assign]  # DAV requests skip Flask (gateway/lane.py)
 
     @app.errorhandler(404)
     def not_found(_error):

@@ -36,20 +36,20 @@ import string
 import threading
 import traceback
 from collections import defaultdict, deque
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from app.delivery import ssrf
+from app.core.logs import endpoint_label, log
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.guarded_dns import GuardedDNS
 from app.delivery.http1 import MAX_ANSWER_BODY, USER_AGENT
 from app.delivery.outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 from app.delivery.sender import PushRequest
-from app.logs import endpoint_label, log
+from app.net import ssrf
 
 SWEEP_SECONDS = 0.1  # how often stragglers are looked for
 SHAPE_CACHE_SIZE = 200_000
@@ -293,7 +293,7 @@ class PushSender:
         try:  # the guard, again at send time: also when a kept-alive connection is at hand
             self._dns.cached(endpoint.host, endpoint.port) or await self._dns.addresses(endpoint.host, endpoint.port)
         except ssrf.BlockedEndpoint as error:
-            kind = RETRY if "does not resolve" in str(error) else BLOCKED
+            kind = RETRY if isinstance(error, ssrf.UnresolvableHost) else BLOCKED
             return Outcome(item.subscription_id, kind, detail=str(error))
         try:
             body = item.make_body()

@@ -10,11 +10,10 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 import aiohttp_sender  # noqa: E402
-
-from app import jobs  # noqa: E402
 from app.cli import main  # noqa: E402
+from app.jobs import runtime  # noqa: E402
 
-jobs.PushSender = aiohttp_sender.PushSender  # WorkerContext builds its sender through this name
+runtime.PushSender = aiohttp_sender.PushSender  # WorkerContext builds its sender through this name
 
 if __name__ == "__main__":
     sys.exit(main(["worker"]))

@@ -68,13 +68,13 @@ def bench_env(**overrides) -> dict:
 
 
 def settings_for(env: dict):
-    from app.config import load_settings
+    from app.core.config import load_settings
 
     return load_settings(env)
 
 
 def services_for(env: dict):
-    from app.services import build_services
+    from app.core.services import build_services
 
     services = build_services(settings_for(env))
     assert services.redis.connection_pool.connection_kwargs.get("db") == BENCH_DB, f"benchmarks only ever use DB {BENCH_DB}"

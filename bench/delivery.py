@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datetime import UTC
+
 import common  # noqa: E402
 
 SABRE = "http://sabre.io/ns/sync/"
@@ -64,10 +66,9 @@ def job_times(services, topic: str) -> tuple[float | None, float | None]:
             best = job
     if best is None:
         return None, None
-    from datetime import timezone
 
     def unix(moment):
-        return moment.replace(tzinfo=timezone.utc).timestamp() if moment.tzinfo is None else moment.timestamp()
+        return moment.replace(tzinfo=UTC).timestamp() if moment.tzinfo is None else moment.timestamp()
 
     return unix(best.started_at), unix(best.ended_at) if best.ended_at else None
 
@@ -81,7 +82,7 @@ SENDER_WORKERS = {
 class Arm:
     """One sender: its worker process, key prefix, queue and subscriptions."""
 
-    def __init__(self, bench: "Bench", sender: str, number: int):
+    def __init__(self, bench: Bench, sender: str, number: int):
         self.bench = bench
         self.sender = sender
         self.env = dict(bench.env, REDIS_PREFIX=f"dp{number}:", QUEUE_NAME=f"davpush-bench-{number}")
@@ -112,7 +113,7 @@ class Arm:
         return build_push_message(self.topic, content=True, property_update=False, sync_token=f"{SABRE}{self.token}")
 
     def run(self, warmup: bool = False) -> dict:
-        from app.changes import QUEUED, ChangeIngestor
+        from app.changes.ingest import QUEUED, ChangeIngestor
         from app.protocol.subscription import Change
 
         receiver, timeout = self.bench.receiver, self.bench.args.timeout

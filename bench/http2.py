@@ -75,7 +75,7 @@ def pushes(port: int, count: int, keys: list) -> list:
     headers = {"TTL": "86400", "Urgency": "normal", "Topic": "bench", "Content-Encoding": "aes128gcm",
                "Content-Type": 'application/xml; charset="UTF-8"'}
     return [PushRequest(f"s{i}", f"https://{HOST}:{port}/push/s{i}",
-                        lambda k=keys[i % len(keys)]: encrypt(PLAINTEXT, k[1], k[2]), headers) for i in range(count)]
+                        lambda k=keys[i % len(keys)]: encrypt(PLAINTEXT, k[1], k[2]), headers) for i in range(count)]  # noqa: B008
 
 
 class Http11Client:

@@ -238,7 +238,7 @@ def latest_tokens_complete(setup, load, expected) -> bool:
         return False
     records = setup.receiver.records()  # decrypted once each (token_of caches)
     best = {}
-    for t, path, body in records:
+    for _t, path, body in records:
         best[path] = max(best.get(path, 0), token_of(setup, path, body) or 0)
     for c, (_, _, _, _, subs) in enumerate(setup.calendars):
         if load["final_tokens"][c] <= 1000:
@@ -273,7 +273,7 @@ def analyse(setup: Setup, load: dict, mode: str) -> dict:
     for values in receipts.values():
         values.sort()
     per_push, per_event, missing, negative = [], [], 0, 0
-    for n, event in sorted(load["records"].items()):
+    for _n, event in sorted(load["records"].items()):
         if event["status"] not in (200, 201, 202):
             missing += 1
             continue

@@ -182,12 +182,13 @@ def measure(app_dir: Path, upstream: CannedUpstream, mode: str, parallel: int, l
         cpu = cpu_seconds(web.worker) - cpu_before
     finally:
         web.stop()
-    for status, size, head in results:
+    for status, _size, head in results:
         assert status == 207, f"answered {status}; see {web.proc.log_path}"
         # the calendar comes first: its topic is in the first kilobytes of a push answer
         assert (b":topic>" in head) == (mode == "push"), "push properties missing or unexpected"
     growth_mb = (peak - before) / 1024
-    return dict(mode=mode, parallel=parallel, worker_class=web.worker_class, rss_before_mb=round(before / 1024, 1), peak_mb=round(peak / 1024, 1),
+    return dict(mode=mode, parallel=parallel, worker_class=web.worker_class, rss_before_mb=round(before / 1024, 1),
+                peak_mb=round(peak / 1024, 1),
                 growth_mb=round(growth_mb, 1), growth_per_request_mb=round(growth_mb / parallel, 2),
                 seconds=round(seconds, 2), worker_cpu_s=round(cpu, 2), answer_bytes=results[0][1])
 

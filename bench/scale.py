@@ -104,7 +104,7 @@ def key_bytes(client, match: str | None = None) -> tuple[int, int, dict]:
         pipe = client.pipeline(transaction=False)
         for key in batch:
             pipe.memory_usage(key, samples=0)
-        for key, size in zip(batch, pipe.execute()):
+        for key, size in zip(batch, pipe.execute(), strict=True):
             size = size or 0
             total += size
             keys += 1
@@ -173,15 +173,16 @@ def memory_mix(users: int, collections: int, devices: int) -> dict:
         insert_seconds = time.time() - t0
         ours_used = used_memory(client) - before
         ours_bytes, ours_keys, ours_classes = key_bytes(client)
+        keys = services.store.keys
         encodings = {name: client.object("encoding", key).decode() for name, key in (
-            ("sub", f"dp:sub:{fields[0][0]}"), ("expiry", "dp:expiry"), ("dedupe", "dp:dedupe"),
-            ("topic", f"dp:topic:{fields[0][1]['topic']}"),
-            ("user", f"dp:user:{services.store.user_field(fields[0][1]['user'])}"))}
+            ("sub", keys.sub(fields[0][0])), ("expiry", keys.expiry), ("dedupe", keys.dedupe),
+            ("topic", keys.topic(fields[0][1]["topic"])),
+            ("user", keys.user(keys.user_field(fields[0][1]["user"]))))}
         common.clean_bench_db()
         before = used_memory(client)
         pipe = client.pipeline(transaction=False)
         for i, (sub_id, f) in enumerate(fields):
-            pipe.hset(f"dp:sub:{sub_id}", mapping=f)  # the same key names, the fields alone
+            pipe.hset(keys.sub(sub_id), mapping=f)  # the same key names, the fields alone
             if i % 1000 == 999:
                 pipe.execute()
         pipe.execute()
@@ -261,7 +262,7 @@ class Arm:
         return not any(pipe.execute())
 
     def run(self, client, warmup: bool = False) -> dict:
-        from app.changes import QUEUED, ChangeIngestor
+        from app.changes.ingest import QUEUED, ChangeIngestor
         from app.protocol.subscription import Change
 
         receiver, timeout, n = self.receiver, self.args.timeout, self.pushes
@@ -290,7 +291,7 @@ class Arm:
             time.sleep(0.02)
         done = time.time()
         redis_used = redis_cpu(client) - redis0
-        worker_cpu = [cpu_seconds(p.pid) - c for p, c in zip(self.workers, workers0)]
+        worker_cpu = [cpu_seconds(p.pid) - c for p, c in zip(self.workers, workers0, strict=True)]
         receiver_cpu = cpu_seconds(receiver.proc.pid) - receiver0
         seconds = stats["last"] / 1000 - t0
         redis_net = max(0.0, redis_used - background * (done - t0))
@@ -321,15 +322,15 @@ class Arm:
         """Bytes of the keys a change leaves behind for a while, per topic / per job."""
         from rq.registry import FinishedJobRegistry
 
-        prefix = self.env["REDIS_PREFIX"]
         store = self.services.store
         fingerprint = hashlib.sha256(b"a webhook body").hexdigest()
         store.first_sighting(fingerprint)  # the web process keeps one per accepted webhook (1 h)
         out = {}
         for kind, ttl in (("delivered", "1 h after the change"), ("last", "1 h after the change")):
-            total, keys, _ = key_bytes(client, f"{prefix}{kind}:*")
+            pattern = store.keys.delivered("*") if kind == "delivered" else store.keys.last_delivery("*")
+            total, keys, _ = key_bytes(client, pattern)
             out[kind] = dict(keys=keys, per_key=total / keys if keys else None, kept=ttl)
-        total, keys, _ = key_bytes(client, f"{prefix}seen:*")
+        total, keys, _ = key_bytes(client, store.keys.seen("*"))
         out["seen"] = dict(keys=keys, per_key=total / keys if keys else None, kept="1 h per accepted webhook")
         registry = FinishedJobRegistry(queue=self.services.queue)
         ids = registry.get_job_ids()[:2000]

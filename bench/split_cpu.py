@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import requests  # noqa: E402
+
 from common import ROOT, bench_env, cleanup, median, save_json, versions  # noqa: E402
 from support.nextcloud_stub import NextcloudStub  # noqa: E402
 from support.nginx_layout import SITE, SPLIT_SITE, Gunicorn, Nginx, Ports, find_nginx, render  # noqa: E402

@@ -60,8 +60,8 @@ def make_env(redis_url, vapid_key_file):
 @pytest.fixture
 def make_services(make_env, redis_client):
     """Services built from settings (Redis DB flushed for each test)."""
-    from app.config import load_settings
-    from app.services import build_services
+    from app.core.config import load_settings
+    from app.core.services import build_services
 
     def build(upstream_url: str = "http://127.0.0.1:9", **overrides):
         return build_services(load_settings(make_env(upstream_url, **overrides)))
@@ -131,11 +131,11 @@ def gateway(nextcloud, start_gateway) -> Gateway:
 @pytest.fixture
 def run_worker():
     """Run queued jobs in this process (burst), as a SimpleWorker with the scheduler would."""
-    from app import jobs
-    from app.worker import run_worker as run
+    from app.jobs import runtime
+    from app.jobs.worker import run_worker as run
 
     def drain(services):
-        jobs.use_context(services)
+        runtime.use_context(services)
         run(burst=True)
 
     return drain

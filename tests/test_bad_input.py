@@ -52,8 +52,8 @@ def subscribe(services, collection="calendars/alice/work", sub_id="sub1"):
 
 def stored_keys(services) -> set[str]:
     """Every key davpush wrote, except the metrics counters (rq's own keys are checked via the queue)."""
-    prefix = services.settings.redis_prefix
-    return {k.decode() for k in services.redis.scan_iter(match=prefix + "*")} - {prefix + "metrics"}
+    keys = services.store.keys
+    return {k.decode() for k in services.redis.scan_iter(match=keys.prefix + "*")} - {keys.metrics}
 
 
 def assert_no_event_state(services):
@@ -85,7 +85,8 @@ def raw_request(url: str, head: str, body: bytes) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("destination", ["http://[", "http://[abc]/remote.php/dav/calendars/alice/personal/a.ics"])
 def test_unparsable_destination_header_does_not_turn_a_done_write_into_a_500(client, nextcloud, destination):
-    response = client.put(WORK + "a.ics", data=ics_event("a"), headers={**ALICE, "Content-Type": "text/calendar", "Destination": destination})
+    response = client.put(WORK + "a.ics", data=ics_event("a"),
+                          headers={**ALICE, "Content-Type": "text/calendar", "Destination": destination})
     assert response.status_code == 201
     assert nextcloud.requests_for("PUT", WORK + "a.ics")
 
@@ -93,7 +94,8 @@ def test_unparsable_destination_header_does_not_turn_a_done_write_into_a_500(cli
 @pytest.mark.parametrize("value", ['"http://["', '"https://[abc]/push/subscriptions/sub1"'])
 def test_push_dont_notify_with_an_unparsable_url_is_ignored(client, services, nextcloud, value):
     subscribe(services)
-    response = client.put(WORK + "a.ics", data=ics_event("a"), headers={**ALICE, "Content-Type": "text/calendar", "Push-Dont-Notify": value})
+    response = client.put(WORK + "a.ics", data=ics_event("a"),
+                          headers={**ALICE, "Content-Type": "text/calendar", "Push-Dont-Notify": value})
     assert response.status_code == 201
     assert nextcloud.requests_for("PUT", WORK + "a.ics")
 
@@ -129,7 +131,7 @@ def test_moved_event_with_a_bad_target_applies_nothing(client, services):
     payload = moved_event(source=("alice", "work", 100), target=("alice", "\ud800", 200))
     response = client.post("/push/webhooks/nextcloud", data=json.dumps(payload), headers=BEARER)
     assert response.status_code == 400
-    assert not services.store.pending_exists(source)
+    assert not services.redis.exists(services.store.keys.pending(source))
     assert_nothing_queued(services)
 
 
@@ -168,7 +170,8 @@ def _nested(depth: int) -> bytes:
     pytest.param(register_body().replace("</n0:push-register>", "<n0:pad>" + "x" * 70000 + "</n0:pad></n0:push-register>").encode(),
                  413, None, id="too-large"),
     pytest.param(register_body(push_resource="http://[::1").encode(), 403, "invalid-subscription", id="push-resource-bad-ipv6"),
-    pytest.param(register_body(push_resource="http://127.0.0.1:٨٠/p").encode(), 403, "invalid-subscription", id="push-resource-unicode-port"),
+    pytest.param(register_body(push_resource="http://127.0.0.1:٨٠/p").encode(), 403, "invalid-subscription",
+                 id="push-resource-unicode-port"),
     pytest.param(register_body(push_resource="http://\u2100.test/").encode(), 403, "invalid-subscription", id="push-resource-nfkc-host"),
     pytest.param(register_body(p256dh=base64.urlsafe_b64encode(b"\x04" + b"\x00" * 64).decode()).encode(),
                  403, "invalid-subscription", id="key-off-curve"),

@@ -5,14 +5,14 @@ advancing that clock stands in for waiting out the window.
 """
 import time
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from app.changes import MERGED, QUEUED, ChangeIngestor
+from app.changes.ingest import MERGED, QUEUED, ChangeIngestor
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
@@ -100,9 +100,9 @@ def test_default_window_still_merges_changes_into_the_queued_job(setup, run_work
 def test_with_a_window_the_first_change_is_scheduled_not_queued(setup):
     services, ingestor, subscribe, _ = setup(PUSH_COALESCE_MS=WINDOW_MS)
     topic = subscribe("calendars/alice/work")
-    before = datetime.now(timezone.utc).timestamp()
+    before = datetime.now(UTC).timestamp()
     assert ingestor.submit(Change(topic, content_depth="1", sync_token=TOKEN.format(10))) == QUEUED
-    after = datetime.now(timezone.utc).timestamp()
+    after = datetime.now(UTC).timestamp()
     assert services.queue.count == 0 and services.queue.job_ids == []
     [job_id] = scheduled(services).get_job_ids()
     job = Job.fetch(job_id, connection=services.redis, serializer=JSONSerializer)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from app.cli import main
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 
 
 def test_valid_settings_load(make_env):
@@ -64,7 +64,9 @@ def test_worker_refuses_bad_config_with_one_line_and_no_traceback(make_env):
     env = dict(os.environ, **make_env(UPSTREAM_URL=""))
     result = run_cli(["worker", "--burst"], env)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["davpush: configuration error: UPSTREAM_URL is not set (Nextcloud's internal address that davpush forwards to, e.g. http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush))"]
+    assert result.stderr.strip().splitlines() == [
+        "davpush: configuration error: UPSTREAM_URL is not set (Nextcloud's internal address that davpush forwards to, "
+        "e.g. http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush))"]
 
 
 def test_gunicorn_refuses_missing_key_with_one_line(make_env, tmp_path):

@@ -7,7 +7,6 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
-import pytest
 import requests
 from rq.registry import ScheduledJobRegistry
 
@@ -135,7 +134,8 @@ def wait_until_quiet(services, seconds: float = 10):
     deadline = time.time() + seconds
     while time.time() < deadline:
         busy = (services.queue.count or ScheduledJobRegistry(queue=services.queue).count
-                or StartedJobRegistry(queue=services.queue).count or services.store.any_pending())
+                or StartedJobRegistry(queue=services.queue).count
+                or any(services.redis.scan_iter(match=services.store.keys.pending("*"), count=1000)))
         if not busy:
             return
         time.sleep(0.1)

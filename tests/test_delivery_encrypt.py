@@ -6,7 +6,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.delivery import encrypt as encrypt_module
-from app.delivery.encrypt import MAX_PLAINTEXT, encrypt
+from app.delivery.encrypt import encrypt
+from app.protocol.message import MAX_PLAINTEXT
 from support.push_receiver import ClientKeys, b64url_decode, b64url_encode, decrypt_aes128gcm
 
 # RFC 8291 Appendix A: the application server's key pair and salt, the user agent's keys, the result.

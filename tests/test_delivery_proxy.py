@@ -2,42 +2,28 @@
 forwarding for http ones), with its credentials sent to the proxy only; the SSRF guard still
 checks each endpoint's name before anything is sent."""
 import ipaddress
-import socket
 import ssl
 import time
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.outcomes import BLOCKED, RETRY, SUCCESS
-from app.delivery.sender import PushRequest, PushSender
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
 from support.forward_proxy import ForwardProxy
 from support.push_receiver import ClientKeys
 from support.raw_http import RawHTTPServer, self_signed_certificate
+from support.senders import VAPID, names, push_request, sender_maker
 from support.servers import free_port
 
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
-VAPID = "vapid t=T,k=K"
 BODY = b"encrypted push"
 
 
 def push(url, sub_id="s"):
-    return PushRequest(sub_id, url, lambda: BODY, {"TTL": "60"})
-
-
-def names(mapping):
-    """getaddrinfo stand-in: the sender's view of DNS."""
-
-    def resolve(host, port, type=0):
-        if host not in mapping:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (mapping[host], port))]
-
-    return resolve
+    return push_request(url, sub_id, body=BODY)
 
 
 @pytest.fixture
@@ -58,18 +44,8 @@ def tls_push_service(tmp_path):
 
 @pytest.fixture
 def make_sender():
-    made = []
-
-    def make(**overrides) -> PushSender:
-        options = dict(concurrency=8, per_origin=4, connect_timeout=2, read_timeout=2, allow_http=True,
-                       allowed_networks=LOOPBACK)
-        options.update(overrides)
-        made.append(PushSender(**options))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    with sender_maker() as make:
+        yield make
 
 
 def test_an_http_push_is_forwarded_by_the_proxy(push_service, make_sender):
@@ -178,7 +154,7 @@ def test_an_unreachable_proxy_is_a_retry(push_service, make_sender):
 
 def test_a_worker_with_push_proxy_delivers_through_it(make_services, receiver):
     with ForwardProxy() as proxy:
-        from app import jobs
+        from app.jobs import runtime
 
         services = make_services(PUSH_PROXY=proxy.url_with("pusher", "pw"))
         keys = ClientKeys.generate()
@@ -188,7 +164,7 @@ def test_a_worker_with_push_proxy_delivers_through_it(make_services, receiver):
             push_resource=receiver.endpoint("/s1"), public_key=keys.p256dh, auth_secret=keys.auth,
             triggers=Triggers(content_depth="1"), expires=int(time.time()) + 3600, created=0, location="s1"))
         services.store.merge_pending(Change(topic, content_depth="1", sync_token="http://sabre.io/ns/sync/7"))
-        result = jobs.use_context(services).deliverer.deliver_topic(topic)
+        result = runtime.use_context(services).deliverer.deliver_topic(topic)
     assert result["outcomes"] == {"success": 1}
     assert proxy.forwarded == [receiver.endpoint("/s1")]
     [received] = receiver.wait_for(1)

@@ -1,7 +1,7 @@
 """Sending rules: SSRF at send time, no redirects, timeouts, and what each answer leads to."""
 import ipaddress
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -84,7 +84,7 @@ def test_classification(status, kind):
 
 
 def test_retry_after_forms():
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     assert outcomes.parse_retry_after("120") == 120
     assert outcomes.parse_retry_after("Wed, 25 Nov 2026 12:00:30 GMT", now) == 30
     assert outcomes.parse_retry_after("0") == outcomes.MIN_RETRY_AFTER

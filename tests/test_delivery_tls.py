@@ -20,7 +20,7 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 def _cert(subject_name, issuer_name, public_key, signing_key, *, ca, names=()):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_name)]))

@@ -178,8 +178,8 @@ def test_simultaneous_first_requests_for_one_origin_share_one_signature(signer, 
 
 
 def services_with_subject(make_env, subject):
-    from app.config import load_settings
-    from app.services import build_services
+    from app.core.config import load_settings
+    from app.core.services import build_services
 
     return build_services(load_settings(make_env(VAPID_SUBJECT=subject)))
 
@@ -199,7 +199,7 @@ def test_services_sign_with_the_configured_subject(make_env, public_key, subject
     "https://ops.example.test/contact", "https://ops.example.test:8443", "https://ops.example.test/", "mailto:a@b",
 ])
 def test_a_subject_the_signer_cannot_sign_is_refused_at_start_up(make_env, subject):
-    from app.config import ConfigError
+    from app.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="VAPID_SUBJECT"):
         services_with_subject(make_env, subject)

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from app.delivery.vapid import key_raw_b64, new_key
 from support import dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
-# Read by the platform or by gunicorn's settings rather than by app/config.py.
+# Read by the platform or by gunicorn's settings rather than by app/core/config.py.
 PLATFORM_VARIABLES = {"PORT", "WEB_CONCURRENCY"}
 
 
 def variables_the_service_reads() -> set[str]:
-    sources = [ROOT / "app" / "config.py", ROOT / "app" / "web" / "gunicorn_conf.py"]
+    sources = [ROOT / "app" / "core" / "config.py", ROOT / "app" / "web" / "gunicorn_conf.py"]
     return {name for source in sources for name in re.findall(r'"([A-Z][A-Z0-9_]{2,})"', source.read_text())}
 
 

@@ -16,9 +16,9 @@ from cryptography.x509.oid import NameOID
 
 from app import create_app
 from app.cli import main
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
+from app.core.services import build_services
 from app.delivery.vapid import load_key, public_key_b64
-from app.services import build_services
 from support.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,7 +143,7 @@ def test_check_names_redis_and_the_cause(make_env):
     env = dict(os.environ, **make_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/3"), PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, "-m", "app.cli", "check"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("FAIL redis")]
+    [line] = [text for text in result.stdout.splitlines() if text.startswith("FAIL redis")]
     assert "redis://127.0.0.1:" in line and "/3 unreachable: Connection refused" in line
 
 
@@ -153,7 +153,7 @@ def test_check_names_redis_and_the_cause(make_env):
 def _self_signed(directory):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "managed-redis.internal")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
@@ -186,8 +186,8 @@ def tls_redis(tmp_path):
 
 
 def test_self_signed_managed_redis_works_with_cert_reqs_none_in_every_client(make_env, tls_redis):
-    from app.jobs import use_context
-    from app.worker import run_worker
+    from app.jobs.runtime import use_context
+    from app.jobs.worker import run_worker
 
     with pytest.raises(redis.ConnectionError):
         build_services(load_settings(make_env(REDIS_URL=tls_redis))).redis.ping()  # verified by default
@@ -220,8 +220,8 @@ def test_livez_answers_without_redis_or_upstream(make_env):
 
 
 def test_metrics_have_one_charset_and_bounded_push_service_labels(make_services):
+    from app.core.metrics_names import counter, push_service_label
     from support.env import ADMIN_PASSWORD
-    from app.metrics_names import counter, push_service_label
 
     assert push_service_label("https://fcm.googleapis.com/fcm/send/x") == "fcm"
     assert push_service_label("https://wns2-by3p.notify.windows.com/w/?token=x") == "windows"

@@ -9,13 +9,13 @@ import time
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from app import jobs
-from app.changes import QUEUED, ChangeIngestor
+from app.changes.ingest import QUEUED, ChangeIngestor
 from app.delivery.deliver import Deliverer
+from app.jobs import runtime
+from app.jobs.worker import housekeeping_round, requeue_overdue, resume_abandoned
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
-from app.worker import housekeeping_round, requeue_overdue, resume_abandoned
 from support.push_receiver import ClientKeys
 from support.raw_http import RawHTTPServer
 
@@ -69,7 +69,7 @@ def test_a_retry_batch_is_a_fanout_too(make_services, receiver, run_worker):
     services = make_services()
     keys = ClientKeys.generate()
     topic = add_subscribers(services, [receiver.endpoint("/a"), receiver.endpoint("/b")], keys)
-    deliverer = Deliverer(services, jobs.use_context(services).sender, owner="doomed")
+    deliverer = Deliverer(services, runtime.use_context(services).sender, owner="doomed")
     original = services.store.start_fanout
 
     def die_after_recording(fanout_id, fields, owner, lease_until_ms):  # the worker dies right after
@@ -123,11 +123,11 @@ def test_housekeeping_renews_the_leases_of_its_own_fanouts(make_services):
     services = make_services()
     topic = topic_for_collection(services.settings.secret_key, COLLECTION)
     services.store.merge_pending(Change(topic, content_depth="1"))
-    deliverer = Deliverer(services, jobs.use_context(services).sender, owner="w-1")
+    deliverer = Deliverer(services, runtime.use_context(services).sender, owner="w-1")
     services.store.claim_pending(topic, "f1", "w-1", 0)
     deliverer.active["f1"] = object()  # in flight in this process
     housekeeping_round(services, "w-1", deliverer)
-    lease = services.redis.zscore("dp:fanouts", "f1")
+    lease = services.redis.zscore(services.store.keys.fanouts, "f1")
     assert lease > time.time() * 1000 + 10_000
     assert services.queue.count == 1  # only the purge: nothing to resume
 
@@ -148,7 +148,7 @@ def test_a_job_moves_on_while_a_push_service_does_not_answer(make_services, rece
     services = make_services(PUSH_STRAGGLER_SECONDS="0.3", PUSH_READ_TIMEOUT="2")
     keys = ClientKeys.generate()
     topic = add_subscribers(services, [tarpit.url("/tarpit"), receiver.endpoint("/fast")], keys)
-    context = jobs.use_context(services)
+    context = runtime.use_context(services)
     services.store.merge_pending(Change(topic, content_depth="1"))
 
     result = context.deliverer.deliver_topic(topic)

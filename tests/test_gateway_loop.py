@@ -116,7 +116,7 @@ def test_forwarded_requests_and_lookups_carry_the_mark(gateway, nextcloud, recei
                              headers={"Content-Type": "application/xml"})
     assert response.status_code == 201
     assert [r.header("Via") for r in nextcloud.requests_for("PROPFIND")] == [mark]  # the access check
-    from app.checks import check_upstream
+    from app.ops.checks import check_upstream
 
     nextcloud.clear_requests()
     assert check_upstream(gateway.services)[0]
@@ -156,7 +156,7 @@ def test_an_upstream_508_of_its_own_is_passed_on(start_gateway):
         gateway = start_gateway(upstream.url)
         response = requests.request("PROPFIND", gateway.dav("/calendars/alice/"), auth=ALICE, headers={"Depth": "0"})
         assert response.status_code == 508 and response.content == b"<d:error xmlns:d='DAV:'/>"
-        from app.checks import check_upstream
+        from app.ops.checks import check_upstream
 
         assert check_upstream(gateway.services) == (False, f"{upstream.url} answers 508")
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from app.logs import JsonFormatter, TextFormatter, log
+from app.core.logs import JsonFormatter, TextFormatter, log
 
 FORGED = "2030-01-01 00:00:00,000 INFO    davpush.access [-] request method=GET path=/forged status=200"
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")

@@ -73,7 +73,7 @@ def test_metrics_and_dashboard_need_the_admin_login(client, headers):
     ("Basic \u00e9t\u00e9==", None), ("Basic /w==", None), ("Bearer abc", None), ("", None), (None, None),
 ])
 def test_basic_credentials_never_fail_on_odd_input(value, expected):
-    from app.http_auth import basic_credentials
+    from app.net.http_auth import basic_credentials
 
     assert basic_credentials(value) == expected
 
@@ -131,7 +131,7 @@ def test_request_log_has_ids_and_no_secrets(gateway, receiver, caplog):
 
 
 def test_json_log_lines(capsys):
-    from app.logs import log, setup_logging
+    from app.core.logs import log, setup_logging
 
     setup_logging("json", "INFO")
     log(logging.getLogger("davpush.test"), logging.INFO, "hello", endpoint="https://p#1234")
@@ -196,18 +196,18 @@ def test_subscriptions_list_stats_and_purge(make_env, redis_client, monkeypatch,
 
 
 def test_housekeeping_beats_and_enqueues_the_purge_once_per_interval(make_services):
-    from app.worker import PURGE_JOB, housekeeping_round
+    from app.jobs.worker import housekeeping_round
 
     services = make_services()
     housekeeping_round(services, "w-test")
     housekeeping_round(services, "w-other")  # a second worker in the same interval does not purge again
     assert set(services.store.heartbeats()) == {"w-test", "w-other"}
-    assert [job.func_name for job in services.queue.jobs] == [PURGE_JOB]
+    assert [job.func_name for job in services.queue.jobs] == ["app.jobs.purge_expired"]  # the dotted name queued jobs keep
 
 
 def test_rediss_urls_are_accepted(make_env):
-    from app.config import load_settings
-    from app.services import build_services
+    from app.core.config import load_settings
+    from app.core.services import build_services
 
     services = build_services(load_settings(make_env(REDIS_URL="rediss://:pw@redis.example:6380/0")))
     assert services.redis.connection_pool.connection_class.__name__ == "SSLConnection"
@@ -236,7 +236,7 @@ def test_delivery_log_carries_the_request_id_of_the_change(gateway, receiver, ru
                   headers={"Authorization": f"Bearer {WEBHOOK_SECRET}", "X-Request-Id": "nc-webhook-42"})
     with caplog.at_level(logging.INFO, logger="davpush.delivery"):
         run_worker(gateway.services)
-    from app.logs import request_id
+    from app.core.logs import request_id
 
     assert request_id.get() == "nc-webhook-42"
     assert any(r.getMessage() == "topic delivered" for r in caplog.records)

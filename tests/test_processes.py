@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.redis_connect import redis_client
-from app.supervisor import start_private_redis
+from app.core.redis_connect import redis_client
+from app.ops.supervisor import start_private_redis
 from app.web import GUNICORN_SETTINGS, WSGI_APP
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from app.collections import CollectionResolver
+from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
 from app.protocol.multistatus_stream import rewrite_multistatus
 from app.protocol.xmlstream import RootStart, TopLevelReader

@@ -1,9 +1,8 @@
 """PROPFIND augmentation and collection keys (pure)."""
 import xml.etree.ElementTree as ET
 
-from app.collections import CollectionResolver
+from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
-from app.protocol.names import PUSH
 
 P = "{https://bitfire.at/webdav-push}"
 
@@ -106,11 +105,12 @@ def test_keys_for_nextcloud_paths():
     assert r.collection_key("/remote.php/dav/calendars/alice/work/") == "calendars/alice/work"
     assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/", "principals/users/alice") == "calendars/alice/work"
     assert r.collection_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/bob/work_shared_by_alice"
-    assert r.collection_key("/remote.php/dav/calendars/bob/a_shared_by_b_shared_by_alice/", "principals/users/alice") == "calendars/alice/a_shared_by_b"
+    assert (r.collection_key("/remote.php/dav/calendars/bob/a_shared_by_b_shared_by_alice/", "principals/users/alice")
+            == "calendars/alice/a_shared_by_b")
     assert r.collection_key("https://cloud.example/remote.php/dav/addressbooks/users/bob/contacts_shared_by_alice/",
                             "/remote.php/dav/principals/users/alice/") == "addressbooks/users/alice/contacts"
     assert r.collection_key("/remote.php/dav/calendars/al%40ice.com/work/") == "calendars/al@ice.com/work"
-    assert r.parent_key("/remote.php/dav/calendars/bob/work_shared_by_alice/event.ics") == "calendars/bob/work_shared_by_alice"
+    assert r.claimed_key("/remote.php/dav/calendars/bob/work_shared_by_alice/") == "calendars/alice/work"
     assert r.collection_key("/elsewhere/calendars/alice/work/") is None
     assert r.collection_key("/remote.php/dav/calendars/alice/../bob/work/") is None
 
@@ -118,4 +118,4 @@ def test_keys_for_nextcloud_paths():
 def test_keys_for_generic_upstream_are_paths():
     r = CollectionResolver("", "generic")
     assert r.collection_key("/alice/work_shared_by_x/") == "alice/work_shared_by_x"
-    assert r.parent_key("/alice/work/e.ics") == "alice/work"
+    assert r.claimed_key("/alice/work_shared_by_x/") is None

@@ -1,16 +1,16 @@
 """Expiry, topics, messages, Push-Dont-Notify and the SSRF guard (pure rules)."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from app.delivery import ssrf
+from app.net import ssrf
+from app.protocol import xmlsafe
 from app.protocol.dont_notify import parse_dont_notify
 from app.protocol.expiry import format_http_date, grant_expiry, parse_http_date
 from app.protocol.message import MessageTooLarge, build_push_message
 from app.protocol.topics import topic_for_collection, web_push_topic_header
-from app.protocol import xmlsafe
 
-NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
     ],
 )
 def test_http_date_forms(text):
-    assert parse_http_date(text) == datetime(1994, 11, 6, 8, 49, 37, tzinfo=timezone.utc)
+    assert parse_http_date(text) == datetime(1994, 11, 6, 8, 49, 37, tzinfo=UTC)
 
 
 def test_format_is_imf_fixdate_gmt():

@@ -1,7 +1,7 @@
 """Registration and unregistration through the gateway, against the Nextcloud-like stub."""
 import threading
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
@@ -18,7 +18,7 @@ WORK = "/calendars/alice/work/"
 
 
 def http_date(delta: timedelta) -> str:
-    return format_datetime(datetime.now(timezone.utc) + delta, usegmt=True)
+    return format_datetime(datetime.now(UTC) + delta, usegmt=True)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_davx5_registration_then_renewal_keeps_the_location(gateway, receiver, k
     assert len(location.rsplit("/", 1)[1]) >= 22  # ≥ 128 random bits
     expires = parsedate_to_datetime(first.headers["Expires"])
     assert first.headers["Expires"].endswith(" GMT")
-    assert abs((expires - datetime.now(timezone.utc)) - timedelta(days=3)) < timedelta(minutes=1)
+    assert abs((expires - datetime.now(UTC)) - timedelta(days=3)) < timedelta(minutes=1)
 
     again = register(gateway, WORK, body)
     assert again.status_code == 204 and again.headers["Location"] == location
@@ -69,18 +69,19 @@ def test_renewal_updates_keys_triggers_and_expiry(gateway, receiver, keys):
     [subscription] = stored(gateway)
     assert subscription.public_key == new_keys.p256dh and subscription.auth_secret == new_keys.auth
     assert subscription.triggers.property_depth == "0"
-    assert abs(subscription.expires - (datetime.now(timezone.utc) + timedelta(days=5)).timestamp()) < 60
+    assert abs(subscription.expires - (datetime.now(UTC) + timedelta(days=5)).timestamp()) < 60
 
 
 @pytest.mark.parametrize(
     "requested, granted",
-    [(timedelta(days=30), timedelta(days=7)), (timedelta(hours=2), timedelta(days=3)), (-timedelta(days=1), timedelta(days=7)), (None, timedelta(days=7))],
+    [(timedelta(days=30), timedelta(days=7)), (timedelta(hours=2), timedelta(days=3)), (-timedelta(days=1), timedelta(days=7)),
+     (None, timedelta(days=7))],
 )
 def test_expiry_is_clamped(gateway, receiver, keys, requested, granted):
     body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth, expires=http_date(requested) if requested is not None else None)
     response = register(gateway, WORK, body)
     expires = parsedate_to_datetime(response.headers["Expires"])
-    assert abs((expires - datetime.now(timezone.utc)) - granted) < timedelta(minutes=1)
+    assert abs((expires - datetime.now(UTC)) - granted) < timedelta(minutes=1)
 
 
 def test_unparsable_expiry_gets_the_default_not_a_500(gateway, receiver, keys):
@@ -90,7 +91,8 @@ def test_unparsable_expiry_gets_the_default_not_a_500(gateway, receiver, keys):
 
 @pytest.mark.parametrize("builder", [bodies.chiri, bodies.tsdav])
 def test_other_clients_bodies(gateway, receiver, keys, builder):
-    response = register(gateway, WORK, builder(receiver.endpoint(), keys.p256dh, keys.auth, http_date(timedelta(days=4))), content_type="text/xml")
+    body = builder(receiver.endpoint(), keys.p256dh, keys.auth, http_date(timedelta(days=4)))
+    response = register(gateway, WORK, body, content_type="text/xml")
     assert response.status_code == 201 and response.headers["Location"].startswith("https://")
     assert "Expires" in response.headers
 
@@ -103,7 +105,8 @@ def test_same_endpoint_on_two_collections_gives_two_registrations(gateway, recei
 
 
 def test_sharee_registers_on_the_owners_topic(gateway, receiver, keys):
-    response = register(gateway, "/calendars/bob/work_shared_by_alice/", bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth), auth=BOB)
+    body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth)
+    response = register(gateway, "/calendars/bob/work_shared_by_alice/", body, auth=BOB)
     assert response.status_code == 201
     [subscription] = stored(gateway)
     assert subscription.collection == "calendars/alice/work" and subscription.user.endswith("/users/bob")
@@ -143,7 +146,8 @@ def test_invalid_subscriptions(gateway, receiver, keys):
     cases = {
         "bad key": bodies.davx5_old(receiver.endpoint(), keys.p256dh[:-4] + "AAAA", keys.auth),
         "short auth": bodies.davx5_old(receiver.endpoint(), keys.p256dh, "c2hvcnQ"),
-        "aesgcm": bodies.davx5_current(receiver.endpoint(), keys.p256dh, keys.auth, http_date(timedelta(days=3))).replace(b"aes128gcm", b"aesgcm"),
+        "aesgcm": bodies.davx5_current(receiver.endpoint(), keys.p256dh, keys.auth, http_date(timedelta(days=3)))
+        .replace(b"aes128gcm", b"aesgcm"),
         "userinfo": bodies.davx5_old(receiver.endpoint().replace("http://", "http://u:p@"), keys.p256dh, keys.auth),
         "ftp": bodies.davx5_old("ftp://127.0.0.1/x", keys.p256dh, keys.auth),
     }
@@ -181,7 +185,8 @@ def test_empty_or_malformed_xml_is_400(gateway, body):
 
 
 def test_oversized_registration_is_413(gateway, receiver, keys):
-    body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth).replace(b"</n0:push-register>", b"<n0:x>" + b"a" * 70000 + b"</n0:x></n0:push-register>")
+    body = bodies.davx5_old(receiver.endpoint(), keys.p256dh, keys.auth).replace(
+        b"</n0:push-register>", b"<n0:x>" + b"a" * 70000 + b"</n0:x></n0:push-register>")
     assert register(gateway, WORK, body).status_code == 413
     assert stored(gateway) == []
 

@@ -1,20 +1,15 @@
 """How the push sender uses connections: every allowed address of a name is tried (a broken route
 to the first one does not turn into retries), idle keep-alive connections are closed after the
 keep-alive timeout, and push services that never answer do not hold up the others."""
-import ipaddress
-import socket
 import threading
 import time
 
 import pytest
 
 from app.delivery.outcomes import RETRY, SUCCESS
-from app.delivery.sender import PushRequest, PushSender
 from support.blackhole import Blackhole
 from support.raw_http import RawHTTPServer
-
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
-VAPID = "vapid t=T,k=K"
+from support.senders import VAPID, push_request, resolving_to, sender_maker
 
 
 @pytest.fixture
@@ -25,31 +20,11 @@ def server():
 
 @pytest.fixture
 def make_sender():
-    made = []
-
-    def make(**overrides) -> PushSender:
-        options = dict(concurrency=8, per_origin=4, connect_timeout=2, read_timeout=2, allow_http=True,
-                       allowed_networks=LOOPBACK)
-        options.update(overrides)
-        made.append(PushSender(**options))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    with sender_maker() as make:
+        yield make
 
 
-def push(url, sub_id="s"):
-    return PushRequest(sub_id, url, lambda: b"encrypted", {"TTL": "60"})
-
-
-def resolving_to(*addresses):
-    """getaddrinfo stand-in: every name has `addresses`, in this order."""
-
-    def resolve(host, port, type=0):
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
-
-    return resolve
+push = push_request
 
 
 def wait_until(condition, timeout=10.0):

@@ -12,7 +12,6 @@ Authorization/TTL headers and the per-origin in-flight limit (test_delivery_rule
 a trusted certificate, a certificate for another name, plain chunked and 100 kB Content-Length
 answers (test_delivery_tls.py).
 """
-import ipaddress
 import socket
 import ssl
 
@@ -21,12 +20,11 @@ import pytest
 from app.delivery import guarded_dns
 from app.delivery import sender as sender_module
 from app.delivery.outcomes import BLOCKED, REJECTED, RETRY, SUCCESS
-from app.delivery.sender import PushRequest, PushSender
 from support.raw_http import CREATED, RawHTTPServer, drip, hang_up, in_parts, reply, self_signed_certificate
+from support.senders import VAPID, push_request, sender_maker
+from support.senders import pinned as pinned_resolver
 
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 BODY = bytes(range(256)) + b"encrypted" * 5  # binary, like a real aes128gcm body
-VAPID = "vapid t=T,k=K"
 
 
 @pytest.fixture
@@ -37,18 +35,8 @@ def server():
 
 @pytest.fixture
 def make_sender():
-    made = []
-
-    def make(**overrides) -> PushSender:
-        options = dict(concurrency=16, per_origin=4, connect_timeout=1, read_timeout=0.5, allow_http=True,
-                       allowed_networks=LOOPBACK)
-        options.update(overrides)
-        made.append(PushSender(**options))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    with sender_maker(concurrency=16, connect_timeout=1, read_timeout=0.5) as make:
+        yield make
 
 
 @pytest.fixture
@@ -59,21 +47,12 @@ def sender(make_sender):
 def push(url, sub_id="s", headers=None, make_body=lambda: BODY):
     if headers is None:
         headers = {"TTL": "60", "Content-Encoding": "aes128gcm"}
-    return PushRequest(sub_id, url, make_body, headers)
+    return push_request(url, sub_id, headers=headers, make_body=make_body)
 
 
 def send_one(sender, url, authorization=VAPID, **kwargs):
     [outcome] = sender.send_all([push(url, **kwargs)], lambda origin: authorization)
     return outcome
-
-
-def pinned_resolver(addresses):
-    """getaddrinfo stand-in: host name -> the address in `addresses` (a dict that tests may change)."""
-
-    def resolve(host, port, type=0):
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (addresses[host], port))]
-
-    return resolve
 
 
 # -- the request as the push service receives it ---------------------------------------------------

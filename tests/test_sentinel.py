@@ -13,8 +13,8 @@ import pytest
 import redis
 import requests
 
-from app.config import ConfigError, load_settings
-from app.redis_connect import RedisUrlError, parse_sentinel_url, redis_address
+from app.core.config import ConfigError, load_settings
+from app.core.redis_connect import RedisUrlError, parse_sentinel_url, redis_address
 from support import bodies
 from support.env import WEBHOOK_SECRET
 from support.payloads import object_event

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from app.delivery import ssrf
 from app.delivery.outcomes import BLOCKED
 from app.delivery.sender import PushRequest, PushSender
+from app.net import ssrf
 from support import bodies
 from support.push_receiver import ClientKeys
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
 from support import bodies
 from support.push_receiver import ClientKeys
 
@@ -91,7 +91,7 @@ def test_concurrent_registrations_never_overshoot(gateway, receiver, keys):
 def test_the_user_index_follows_deletes_and_purges(gateway, receiver, keys):
     store = gateway.services.store
     locations = [register(gateway, receiver, keys, n).headers["Location"] for n in ("a", "b")]
-    index = f"{gateway.services.settings.redis_prefix}user:{store.user_field(ALICE_PRINCIPAL)}"
+    index = store.keys.user(store.keys.user_field(ALICE_PRINCIPAL))
     assert store.redis.zcard(index) == 2
     requests.delete(gateway.location_to_local(locations[0]), auth=ALICE)
     assert store.redis.zcard(index) == 1

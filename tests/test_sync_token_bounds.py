@@ -45,7 +45,7 @@ def post(client, payload):
 
 
 def nothing_recorded(services, topic) -> bool:
-    return (not services.store.pending_exists(topic) and services.queue.count == 0
+    return (not services.redis.exists(services.store.keys.pending(topic)) and services.queue.count == 0
             and ScheduledJobRegistry(queue=services.queue).count == 0 and services.store.delivered_token(topic) is None)
 
 
@@ -87,7 +87,7 @@ def test_the_refused_body_is_not_remembered_as_seen(client, services):
     subscribed_topic(services)
     payload = with_calendar_token(object_event(), 2**63)
     assert post(client, payload).status_code == 400
-    assert not any(services.store.redis.scan_iter(match=f"{services.settings.redis_prefix}seen:*"))
+    assert not any(services.store.redis.scan_iter(match=services.store.keys.seen("*")))
 
 
 def test_the_largest_64_bit_token_is_accepted_and_one_past_it_on_delete_is_unknown(client, services):

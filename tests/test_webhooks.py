@@ -44,7 +44,7 @@ def test_requires_the_shared_secret(client, services, headers):
     topic = subscribe(services, "calendars/alice/work")
     response = post(client, object_event(), headers=headers)
     assert response.status_code == 401
-    assert services.queue.count == 0 and not services.store.pending_exists(topic)
+    assert services.queue.count == 0 and not services.redis.exists(services.store.keys.pending(topic))
 
 
 def test_created_event_queues_one_job_with_client_visible_token(client, services):
@@ -81,7 +81,7 @@ def test_old_oca_dav_event_names_are_understood(client, services):
     payload = object_event()
     payload["event"]["class"] = "OCA\\DAV\\Events\\CalendarObjectUpdatedEvent"
     assert post(client, payload).json["outcomes"] == ["queued"]
-    assert services.store.pending_exists(topic)
+    assert services.redis.exists(services.store.keys.pending(topic))
 
 
 def test_move_notifies_both_calendars(client, services):
@@ -197,7 +197,7 @@ def test_deeply_nested_json_is_400_and_nothing_is_queued(client, services):
                 '{"event": ' + '{"a":' * depth + "1" + "}" * depth + "}"):
         response = post(client, None, raw=raw)
         assert response.status_code == 400 and "nested too deeply" in response.json["error"]
-    assert services.queue.count == 0 and not services.store.pending_exists(topic)
+    assert services.queue.count == 0 and not services.redis.exists(services.store.keys.pending(topic))
 
 
 def _with_calendar_token(value):
@@ -247,7 +247,7 @@ def test_numbers_that_are_not_ascii_digits_are_400_and_nothing_is_queued(client,
     response = post(client, payload)
     assert response.status_code == 400 and message in response.json["error"]
     assert services.queue.count == 0
-    assert not any(services.store.pending_exists(topic) for topic in (work, personal, contacts))
+    assert not any(services.redis.exists(services.store.keys.pending(topic)) for topic in (work, personal, contacts))
 
 
 def test_a_principal_that_is_not_a_url_is_400(client, services):

@@ -8,15 +8,14 @@ import subprocess
 import sys
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from app import jobs
-from app.changes import QUEUED, ChangeIngestor
+from app.changes.ingest import QUEUED, ChangeIngestor
+from app.jobs import runtime
 from app.protocol.subscription import Change, Subscription
 from app.protocol.topics import topic_for_collection
 from app.protocol.triggers import Triggers
@@ -28,7 +27,7 @@ PROBE = f"{__name__}.probe"
 
 
 def probe() -> dict:
-    context = jobs.context()
+    context = runtime.context()
     return {"pid": os.getpid(), "context": id(context), "sender": id(context.sender), "signer": id(context.services.signer)}
 
 
@@ -48,10 +47,10 @@ def results(services, job_ids) -> list:
 
 
 def test_jobs_run_in_the_workers_process_and_share_its_context(make_services, receiver):
-    from app.worker import run_worker
+    from app.jobs.worker import run_worker
 
     services = make_services()
-    context = jobs.use_context(services)
+    context = runtime.use_context(services)
     keys = ClientKeys.generate()
     ingestor = ChangeIngestor(services)
     probes = [services.queue.enqueue(PROBE).id]
@@ -66,7 +65,7 @@ def test_jobs_run_in_the_workers_process_and_share_its_context(make_services, re
     first, second = results(services, probes)
     assert first == second == {"pid": os.getpid(), "context": id(context), "sender": id(context.sender),
                                "signer": id(services.signer)}
-    assert jobs.context() is context
+    assert runtime.context() is context
     pushes = receiver.wait_for(2)
     assert sorted(p.path for p in pushes) == ["/calendars/alice/home", "/calendars/alice/work"]
     # both delivery jobs used the one cached VAPID header of this origin (a new signature would differ)
@@ -90,10 +89,11 @@ def test_jobs_from_the_ingestor_are_stored_as_json(make_services):
 
 def test_burst_worker_runs_the_scheduler_and_leaves_jobs_that_are_not_due(make_services, receiver, monkeypatch):
     import rq.scheduler
-    from app.worker import run_worker
+
+    from app.jobs.worker import run_worker
 
     services = make_services(PUSH_COALESCE_MS=30_000)
-    jobs.use_context(services)
+    runtime.use_context(services)
     keys = ClientKeys.generate()
     topic = subscribe(services, receiver, keys, "calendars/alice/work")
     assert ChangeIngestor(services).submit(Change(topic, content_depth="1", sync_token="http://sabre.io/ns/sync/7")) == QUEUED
@@ -120,7 +120,7 @@ def test_davpush_worker_burst_runs_due_scheduled_jobs_and_all_jobs_in_one_proces
     for n, collection in enumerate(("calendars/alice/work", "calendars/alice/home")):
         topic = subscribe(services, receiver, keys, collection)
         assert ingestor.submit(Change(topic, content_depth="1", sync_token=f"http://sabre.io/ns/sync/{n + 1}")) == QUEUED
-    a_while_ago = datetime.now(timezone.utc) - timedelta(seconds=5)
+    a_while_ago = datetime.now(UTC) - timedelta(seconds=5)
     for job in Job.fetch_many(registry.get_job_ids(), connection=services.redis, serializer=JSONSerializer):
         registry.schedule(job, a_while_ago)  # the window has passed
     probes = [services.queue.enqueue(PROBE).id for _ in range(2)]
@@ -153,7 +153,7 @@ def test_the_scheduler_thread_takes_over_a_dead_workers_lock_and_moves_due_jobs(
 
     from rq.scheduler import RQScheduler
 
-    from app.worker import _scheduler
+    from app.jobs.worker import _scheduler
 
     services = make_services()
     lock = RQScheduler.get_locking_key(services.queue.name)

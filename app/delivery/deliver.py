@@ -19,23 +19,28 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from ..logs import endpoint_label, log, request_id, short_id
-from ..metrics_names import counter, latency_bucket, push_service_label
+from ..core.logs import endpoint_label, log, request_id, short_id
+from ..core.metrics_names import counter, latency_bucket, push_service_label
+from ..jobs import enqueue_retry
 from ..protocol.message import build_push_message
-from ..protocol.subscription import Change, Subscription, sync_token_number
+from ..protocol.subscription import Change, Subscription, is_stale, sync_token_number
 from ..protocol.topics import web_push_topic_header
 from ..store import change_from_fields
 from .encrypt import encrypt
 from .outcomes import AUTH, BLOCKED, GONE, REJECTED, RETRY, SUCCESS, Outcome, backoff
 from .sender import PushRequest, PushSender
 
+if TYPE_CHECKING:
+    from ..core.services import Services
+
 logger = logging.getLogger("davpush.delivery")
-RETRY_JOB = "app.jobs.retry_pushes"
 APPLY_BATCH = 2000  # outcomes applied to Redis at once
 APPLY_WINDOW = 0.05  # seconds outcomes gather before they are applied (a worker killed meanwhile resends them)
 MAX_RESUMES = 5  # a fan-out that killed its worker this often is given up (logged)
@@ -51,8 +56,8 @@ class Fanout:
     attempt: int
     targets: dict[str, tuple[Subscription, bytes]]  # subscription id → (subscription, plaintext)
     outstanding: set[str] = field(default_factory=set)
-    tallies: Counter = field(default_factory=Counter)
-    note: dict = field(default_factory=dict)
+    tallies: Counter[str] = field(default_factory=Counter)
+    note: dict[str, int] = field(default_factory=dict)
     last_answer: float = field(default_factory=time.monotonic)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -62,7 +67,8 @@ class Fanout:
 
 
 class Deliverer:
-    def __init__(self, services, sender: PushSender, clock=time.time, owner: str | None = None):
+    def __init__(self, services: Services, sender: PushSender, clock: Callable[[], float] = time.time,
+                 owner: str | None = None):
         self.services = services
         self.store = services.store
         self.settings = services.settings
@@ -70,13 +76,13 @@ class Deliverer:
         self.clock = clock
         self.owner = owner or f"deliverer-{secrets.token_hex(6)}"
         self.active: dict[str, Fanout] = {}  # fan-outs of this process, whose leases it renews
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Fanout, Outcome]] = queue.SimpleQueue()
         self._applier: threading.Thread | None = None
         self._applier_lock = threading.Lock()
 
     # -- entry points (RQ jobs) ---------------------------------------------------------
 
-    def deliver_topic(self, topic: str) -> dict:
+    def deliver_topic(self, topic: str) -> dict[str, Any]:
         started_ms = int(self.clock() * 1000)
         fanout_id = _new_id()
         change = self.store.claim_pending(topic, fanout_id, self.owner, self._lease_end())
@@ -94,7 +100,8 @@ class Deliverer:
             self.store.drop_topic(topic)
         return {**result, "merged": change.merged}
 
-    def retry(self, topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
+    def retry(self, topic: str, plaintext: str, subscription_ids: list[str], attempt: int, accepted_ms: int,
+              queued_ms: int) -> dict[str, Any]:
         """Resend one message to the subscriptions that asked to be retried, unless a
         newer push reached them in the meantime."""
         fanout_id = _new_id()
@@ -104,7 +111,7 @@ class Deliverer:
         targets = self._targets_for_retry(topic, plaintext, subscription_ids, queued_ms, done=set())
         return self._run(Fanout(fanout_id, topic, accepted_ms, attempt, targets))
 
-    def resume(self, fanout_id: str, token: str) -> dict:
+    def resume(self, fanout_id: str, token: str) -> dict[str, Any]:
         """Finish a fan-out whose worker died (handed to this job as `token` by a watchdog)."""
         record = self.store.take_over_fanout(fanout_id, token, self.owner, self._lease_end())
         if record is None:
@@ -130,7 +137,7 @@ class Deliverer:
     # -- targets -------------------------------------------------------------------------
 
     def _targets_for_change(self, change: Change, done: set[str]) -> dict[str, tuple[Subscription, bytes]]:
-        messages: dict[tuple, bytes] = {}
+        messages: dict[tuple[bool, bool], bytes] = {}
         targets = {}
         for subscription in self.store.live_for_topic(change.topic):
             if subscription.id in done:
@@ -146,7 +153,8 @@ class Deliverer:
             targets[subscription.id] = (subscription, plaintext)
         return targets
 
-    def _targets_for_retry(self, topic: str, plaintext: str, ids: list, queued_ms: int, done: set[str]) -> dict:
+    def _targets_for_retry(self, topic: str, plaintext: str, ids: list[str], queued_ms: int,
+                           done: set[str]) -> dict[str, tuple[Subscription, bytes]]:
         body = plaintext.encode("utf-8")
         return {
             s.id: (s, body)
@@ -154,7 +162,7 @@ class Deliverer:
             if s.last_success * 1000 < queued_ms and s.topic == topic
         }
 
-    def _already_announced(self, change) -> bool:
+    def _already_announced(self, change: Change) -> bool:
         """Record the change's sync-token as pushed; True when a newer one already was.
 
         Recording it before sending lets changes with older tokens that arrive
@@ -162,15 +170,14 @@ class Deliverer:
         number = sync_token_number(change.sync_token)
         if number is None:
             return False
-        delivered = self.store.delivered_token(change.topic)
-        if delivered is not None and number <= delivered and not (change.property_update or change.collection_deleted):
+        if is_stale(change, self.store.delivered_token(change.topic)):
             return True
         self.store.mark_delivered_token(change.topic, number, keep_seconds=3600)
         return False
 
     # -- sending and waiting -------------------------------------------------------------
 
-    def _run(self, fanout: Fanout, change: Change | None = None) -> dict:
+    def _run(self, fanout: Fanout, change: Change | None = None) -> dict[str, Any]:
         summary = {"topic": fanout.topic, "fanout": fanout.id}
         if not fanout.targets:
             self.store.finish_fanout(fanout.id)
@@ -214,7 +221,7 @@ class Deliverer:
                 PushRequest(
                     subscription.id,
                     subscription.push_resource,
-                    lambda p=plaintext, s=subscription: encrypt(p, s.public_key, s.auth_secret),
+                    partial(encrypt, plaintext, subscription.public_key, subscription.auth_secret),
                     {
                         "TTL": str(settings.push_ttl),
                         "Urgency": settings.push_urgency,
@@ -254,7 +261,7 @@ class Deliverer:
                     logger.exception("could not apply push outcomes")
                     break
 
-    def _gather(self, batch: list) -> None:
+    def _gather(self, batch: list[tuple[Fanout, Outcome]]) -> None:
         while len(batch) < APPLY_BATCH:
             try:
                 batch.append(self._inbox.get_nowait())
@@ -283,7 +290,9 @@ class Deliverer:
     def _act(self, fanout: Fanout, outcomes: list[Outcome]) -> None:
         now = self.clock()
         accepted_ms = fanout.accepted_ms
-        succeeded, retries, tallies = [], {}, Counter()
+        succeeded: list[str] = []
+        retries: dict[tuple[bytes, int], list[str]] = {}
+        tallies: Counter[str] = Counter()
         for outcome in outcomes:
             subscription, plaintext = fanout.targets[outcome.subscription_id]
             tallies[counter("pushes", outcome=outcome.kind, origin=push_service_label(subscription.push_resource))] += 1
@@ -306,19 +315,8 @@ class Deliverer:
         if tallies:
             self.store.count_many(tallies)
         for (plaintext, delay), ids in retries.items():
-            self.services.queue.enqueue_in(
-                timedelta(seconds=max(1, delay)),
-                RETRY_JOB,
-                fanout.topic,
-                plaintext.decode("utf-8"),
-                ids,
-                fanout.attempt + 1,
-                accepted_ms,
-                int(now * 1000),
-                result_ttl=300,
-                failure_ttl=7 * 86400,
-                job_timeout=300,
-            )
+            enqueue_retry(self.services.queue, delay, fanout.topic, plaintext.decode("utf-8"), ids,
+                          fanout.attempt + 1, accepted_ms, int(now * 1000))
 
     # -- leases ------------------------------------------------------------------------------
 

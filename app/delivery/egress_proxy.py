@@ -44,5 +44,5 @@ def parse_proxy_url(text: str) -> EgressProxy | None:
     url = f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
     if parts.username is None and parts.password is None:
         return EgressProxy(url)
-    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode("utf-8")
+    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
     return EgressProxy(url, "Basic " + base64.b64encode(credentials).decode("ascii"))

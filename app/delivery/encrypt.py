@@ -19,10 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..protocol.keys import b64url_decode
+from ..protocol.message import MAX_PLAINTEXT, RECORD_SIZE
 
-RECORD_SIZE = 4096
-TAG_LENGTH = 16
-MAX_PLAINTEXT = RECORD_SIZE - TAG_LENGTH - 1 - 86  # 3993: one record in a 4096-byte body (RFC 8291 §4)
 _KEY_INFO = b"WebPush: info\x00"
 _CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
 _NONCE_INFO = b"Content-Encoding: nonce\x00\x01"
@@ -32,10 +30,11 @@ _ECDH = ec.ECDH()
 _X962 = serialization.Encoding.X962
 _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
 
+_SubscriberKeys = tuple[ec.EllipticCurvePublicKey, bytes, bytes]  # public key object, raw point, auth secret
 # Parsed subscriber keys (p256dh, auth) -> (public key object, raw point, auth bytes): the same
 # subscriptions are encrypted for again and again by a long-lived worker.
 _CACHE_SIZE = 65536
-_cache: OrderedDict = OrderedDict()
+_cache: OrderedDict[tuple[str, str], _SubscriberKeys] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -43,7 +42,7 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.digest(key, data, hashlib.sha256)
 
 
-def _subscriber_keys(public_key: str, auth_secret: str):
+def _subscriber_keys(public_key: str, auth_secret: str) -> _SubscriberKeys:
     cache_key = (public_key, auth_secret)
     hit = _cache.get(cache_key)
     if hit is not None:

@@ -12,9 +12,11 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from . import ssrf
+from ..net import ssrf
 
 RESOLVE_TTL = 30.0
 MAX_CACHED_NAMES = 10_000  # names are chosen by subscribers: the cache must not grow without bound
@@ -31,11 +33,11 @@ def _cache_key(host: str, port: int) -> tuple[str, int]:
 
 
 class GuardedDNS:
-    def __init__(self, *, allowed_networks: tuple = (), getaddrinfo=socket.getaddrinfo):
+    def __init__(self, *, allowed_networks: tuple[ssrf.IPNetwork, ...] = (), getaddrinfo: Callable[..., Any] = socket.getaddrinfo):
         self._allowed_networks = allowed_networks
         self._getaddrinfo = getaddrinfo
         self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._pending: dict[tuple[str, int], asyncio.Future] = {}
+        self._pending: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-dns")
 
     def cached(self, host: str, port: int) -> list[str] | None:
@@ -58,7 +60,7 @@ class GuardedDNS:
             pending.add_done_callback(lambda done: self._store(key, done))
         return await asyncio.shield(pending)  # one caller giving up does not cancel the others' lookup
 
-    def _store(self, key: tuple[str, int], done: asyncio.Future) -> None:
+    def _store(self, key: tuple[str, int], done: asyncio.Future[list[str]]) -> None:
         self._pending.pop(key, None)
         if done.cancelled() or done.exception() is not None:
             return  # refusals are not cached: the next push asks DNS again

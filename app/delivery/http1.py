@@ -20,7 +20,10 @@ import asyncio
 import re
 import ssl
 import string
+from typing import Any
 from urllib.parse import quote
+
+from ..protocol.numbers import ascii_digits
 
 MAX_ANSWER_BODY = 4096  # bytes of an answer body that are read at most
 MAX_ANSWER_HEAD = 65536  # status line + headers
@@ -53,15 +56,15 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.transport = None
+        self.transport: Any = None  # the asyncio transport, once connected
         self.buffer = bytearray()
         self.eof = False
         self.deadline = 0.0  # loop time by which the answer must be complete
         self.timed_out = False
-        self._waiter = None
+        self._waiter: asyncio.Future[None] | None = None
 
     # asyncio callbacks
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -70,12 +73,12 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()  # memory stays bounded; the reader gives up
         self._wake()
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         self.eof = True
         self._wake()
         return False  # close the transport
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self._wake()
 
@@ -91,9 +94,10 @@ class Connection(asyncio.Protocol):
             raise ProtocolError("answer too large")
         size = len(self.buffer)
         while len(self.buffer) == size and not self.eof:
-            self._waiter = self.loop.create_future()
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._waiter = waiter
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
         if self.timed_out:
@@ -140,7 +144,7 @@ async def read_answer(conn: Connection) -> tuple[int, str | None, bool]:
             await _skip_until_close(conn)
             reusable = False
     elif length is not None:
-        if not _ascii_digits(length):
+        if not ascii_digits(length):
             raise ProtocolError("bad Content-Length")
         digits = length.lstrip("0") or "0"
         size = int(digits) if len(digits) <= _MAX_LENGTH_DIGITS else MAX_ANSWER_BODY + 1
@@ -157,7 +161,7 @@ async def read_answer(conn: Connection) -> tuple[int, str | None, bool]:
         reusable = False
     return status, headers.get("retry-after"), reusable
 
-async def read_head(conn: Connection) -> tuple[str, int, dict]:
+async def read_head(conn: Connection) -> tuple[str, int, dict[str, str]]:
     buffer = conn.buffer
     start = 0
     while True:
@@ -173,7 +177,7 @@ async def read_head(conn: Connection) -> tuple[str, int, dict]:
     del buffer[: end + 4]
     lines = head.split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not _ascii_digits(parts[1]):
+    if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 or not ascii_digits(parts[1]):
         raise ProtocolError("not an HTTP/1.x status line")
     if len(lines) - 1 > MAX_ANSWER_HEADERS:
         raise ProtocolError("too many answer headers")
@@ -243,11 +247,6 @@ async def _line(conn: Connection) -> bytes:
 
 
 
-def _ascii_digits(text: str) -> bool:
-    """0-9 only: heads are decoded as latin-1, and "²".isdigit() is true although int("²") fails."""
-    return text.isascii() and text.isdigit()
-
-
 def error_name(error: BaseException) -> str:
     if isinstance(error, NamedFailure):
         return error.name
@@ -258,7 +257,7 @@ def error_name(error: BaseException) -> str:
     return type(error).__name__
 
 
-def request_bytes(url: str, headers: dict, authorization: str, body: bytes, *,
+def request_bytes(url: str, headers: dict[str, str], authorization: str, body: bytes, *,
                   proxy_authorization: str | None = None, absolute_form: bool = False) -> bytes:
     """The request head and body. The URL passed check_shape: absolute, no fragment,
     no user information, no whitespace or control characters. `absolute_form` for a plain-http

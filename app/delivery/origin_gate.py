@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
+from concurrent.futures import Executor
 
-from ..logs import log
+from ..core.logs import log
 
 logger = logging.getLogger("davpush.sender")
 LEASE_SECONDS = 5.0
@@ -26,15 +27,15 @@ SlotLease = Callable[[str, int, int], int]
 
 
 class OriginGate:
-    def __init__(self, origin: str, limit: int, lease: SlotLease | None, executor=None):
+    def __init__(self, origin: str, limit: int, lease: SlotLease | None, executor: Executor | None = None):
         self.origin = origin
         self.limit = limit
         self.lease = lease
         self.executor = executor
         self.granted = limit if lease is None else 0
         self.in_use = 0
-        self._waiters: deque[asyncio.Future] = deque()
-        self._renewer: asyncio.Task | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._renewer: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._failing = False
 
@@ -79,6 +80,7 @@ class OriginGate:
             self._wake.clear()
             wanted = min(self.limit, self.in_use + len(self._waiters))
             try:
+                assert self.lease is not None  # the renewer runs only for a gate with a lease
                 granted = await loop.run_in_executor(self.executor, self.lease, self.origin, wanted, self.limit)
                 self._failing = False
             except Exception as error:  # Redis away: keep what we hold, ask again soon

@@ -25,6 +25,7 @@ before each request.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import socket
@@ -32,15 +33,16 @@ import ssl
 import threading
 import traceback
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
-from ..logs import endpoint_label, log
-from . import ssrf
+from ..core.logs import endpoint_label, log
+from ..net import ssrf
 from .egress_proxy import parse_proxy_url
 from .guarded_dns import GuardedDNS
 from .http1 import Connection, NamedFailure, ProtocolError, error_name, read_answer, read_head, request_bytes
@@ -59,7 +61,7 @@ class PushRequest:
     subscription_id: str
     endpoint: str
     make_body: Callable[[], bytes]  # encryption runs just before the request is sent
-    headers: dict
+    headers: dict[str, str]
 
 
 class _Flight:
@@ -72,7 +74,7 @@ class _Flight:
         self.demoted = False
 
 
-def _log_failure(future) -> None:
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         error = future.exception()
         log(logger, logging.ERROR, "push batch failed", error=type(error).__name__, detail=str(error)[:200])
@@ -87,15 +89,15 @@ class PushSender:
         connect_timeout: float,
         read_timeout: float,
         allow_http: bool,
-        allowed_networks: tuple = (),
-        resolver=socket.getaddrinfo,
+        allowed_networks: tuple[ssrf.IPNetwork, ...] = (),
+        resolver: Callable[..., Any] = socket.getaddrinfo,
         ssl_context: ssl.SSLContext | None = None,
         origin_limits: Mapping[str, int] | None = None,
         straggler_after: float = 0.5,
         proxy: str = "",
         keepalive_timeout: float = 30.0,
         slot_lease: SlotLease | None = None,
-    ):
+    ) -> None:
         self.concurrency = concurrency
         self.per_origin = per_origin
         self.origin_limits = dict(origin_limits or {})
@@ -119,14 +121,14 @@ class PushSender:
     def _reset_loop_state(self) -> None:
         # Everything below is only touched from the loop thread.
         self._idle: dict[str, deque[tuple[Connection, float]]] = {}  # origin -> (connection, idle since), oldest first
-        self._reaper = None
+        self._reaper: asyncio.TimerHandle | None = None
         self._dns = GuardedDNS(allowed_networks=self.allowed_networks, getaddrinfo=self.resolver)
-        self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
+        self._slots: asyncio.Semaphore | None = None  # asyncio.Semaphore(concurrency), made in the loop
         self._gates: dict[str, OriginGate] = {}
-        self._waiting: set = set()  # connections waiting for an answer (see _sweep)
+        self._waiting: set[Connection] = set()  # connections waiting for an answer (see _sweep)
         self._flights: set[_Flight] = set()  # requests holding a PUSH_CONCURRENCY slot
         self._demoted = 0
-        self._sweeper = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._shapes: dict[str, ssrf.Endpoint] = {}  # check_shape() is a pure function of the URL
 
     # -- public ------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class PushSender:
                on_outcome: Callable[[Outcome], None]) -> None:
         """Start sending; `on_outcome` gets each push's outcome as soon as it is known (in the
         sender's thread, or in the caller's for endpoints refused before any I/O). Returns at once."""
-        by_origin: dict[str, deque] = defaultdict(deque)
+        by_origin: dict[str, deque[tuple[ssrf.Endpoint, PushRequest]]] = defaultdict(deque)
         shapes = self._shapes
         if len(shapes) > SHAPE_CACHE_SIZE:
             shapes.clear()
@@ -220,7 +222,8 @@ class PushSender:
                 idle.pop()[0].close()
         self._idle.clear()
 
-    async def _send_groups(self, by_origin: dict, headers: dict, on_outcome: Callable[[Outcome], None]) -> None:
+    async def _send_groups(self, by_origin: dict[str, deque[tuple[ssrf.Endpoint, PushRequest]]], headers: dict[str, str],
+                           on_outcome: Callable[[Outcome], None]) -> None:
         lanes = [
             asyncio.ensure_future(self._drain(origin, queue, headers[origin], on_outcome))
             for origin, queue in by_origin.items()
@@ -232,7 +235,8 @@ class PushSender:
             for lane in lanes:
                 lane.cancel()
 
-    async def _drain(self, origin: str, queue: deque, authorization: str, on_outcome: Callable[[Outcome], None]) -> None:
+    async def _drain(self, origin: str, queue: deque[tuple[ssrf.Endpoint, PushRequest]], authorization: str,
+                     on_outcome: Callable[[Outcome], None]) -> None:
         gate = self._gates.get(origin)
         if gate is None:
             gate = self._gates[origin] = OriginGate(origin, self.limit_for(origin), self.slot_lease, self._lease_pool)
@@ -240,8 +244,10 @@ class PushSender:
         while queue:
             endpoint, item = queue.popleft()
             await gate.acquire()
+            slots = self._slots
+            assert slots is not None  # made when the loop started, before any batch
             try:
-                await self._slots.acquire()
+                await slots.acquire()
                 flight = _Flight(loop.time() + self.straggler_after)
                 self._flights.add(flight)
                 try:
@@ -251,7 +257,7 @@ class PushSender:
                     if flight.demoted:
                         self._demoted -= 1
                     else:
-                        self._slots.release()
+                        slots.release()
             finally:
                 gate.release()
             on_outcome(outcome)
@@ -272,7 +278,7 @@ class PushSender:
         try:  # the guard, at send time: also when a kept-alive connection is at hand
             addresses = self._dns.cached(endpoint.host, endpoint.port) or await self._dns.addresses(endpoint.host, endpoint.port)
         except ssrf.BlockedEndpoint as error:
-            kind = RETRY if "does not resolve" in str(error) else BLOCKED
+            kind = RETRY if isinstance(error, ssrf.UnresolvableHost) else BLOCKED
             return Outcome(item.subscription_id, kind, detail=str(error))
         try:
             body = item.make_body()
@@ -281,7 +287,7 @@ class PushSender:
         forwarded = self.proxy is not None and endpoint.scheme == "http"  # no tunnel: the proxy reads the request
         try:
             request = request_bytes(item.endpoint, item.headers, authorization, body, absolute_form=forwarded,
-                                    proxy_authorization=self.proxy.authorization if forwarded else None)
+                                    proxy_authorization=self.proxy.authorization if forwarded and self.proxy else None)
         except (ValueError, UnicodeError) as error:
             return Outcome(item.subscription_id, REJECTED, detail=f"cannot build the request: {error}")
         conn = self._take_idle(endpoint.origin)
@@ -341,6 +347,7 @@ class PushSender:
             if not flight.demoted and flight.deadline <= now:
                 flight.demoted = True
                 self._demoted += 1
+                assert self._slots is not None  # made when the loop started, before any batch
                 self._slots.release()
 
     def _keep_idle(self, origin: str, conn: Connection) -> None:
@@ -410,11 +417,14 @@ class PushSender:
 
     async def _through_proxy(self, endpoint: ssrf.Endpoint) -> Connection:
         loop = asyncio.get_running_loop()
-        proxy = urlsplit(self.proxy.url)
+        assert self.proxy is not None  # only called when PUSH_PROXY is set
+        setting = self.proxy
+        proxy = urlsplit(setting.url)
         proxy_tls = proxy.scheme == "https"
+        proxy_host, proxy_port = proxy.hostname or "", proxy.port or 0  # parse_proxy_url checked both
         try:
-            addresses = await self._dns.unguarded(proxy.hostname, proxy.port)
-            sock = await _first_to_connect(addresses, proxy.port, loop)
+            addresses = await self._dns.unguarded(proxy_host, proxy_port)
+            sock = await _first_to_connect(addresses, proxy_port, loop)
             _, conn = await loop.create_connection(
                 lambda: Connection(loop), sock=sock, ssl=self.ssl_context if proxy_tls else None,
                 server_hostname=proxy.hostname if proxy_tls else None,
@@ -427,7 +437,7 @@ class PushSender:
         try:
             host = endpoint.host.encode("idna").decode("ascii") if not endpoint.host.isascii() else endpoint.host
             authority = f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
-            credentials = f"Proxy-Authorization: {self.proxy.authorization}\r\n" if self.proxy.authorization else ""
+            credentials = f"Proxy-Authorization: {setting.authorization}\r\n" if setting.authorization else ""
             conn.transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{credentials}\r\n".encode("ascii"))
             _, status, _ = await read_head(conn)
             if status != 200:

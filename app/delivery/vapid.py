@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -55,7 +56,8 @@ def parse_key(data: bytes, source: str) -> Vapid02:
 
 
 def key_pem(vapid: Vapid02) -> str:
-    return vapid.private_key.private_bytes(
+    private_key: ec.EllipticCurvePrivateKey = vapid.private_key
+    return private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
 
@@ -106,7 +108,7 @@ class VapidSigner:
     claims they are given, which would leak one origin's `aud` to another.
     """
 
-    def __init__(self, vapid: Vapid02, subject: str, clock=time.time):
+    def __init__(self, vapid: Vapid02, subject: str, clock: Callable[[], float] = time.time):
         self.vapid = vapid
         self.subject = subject
         self.public_key = public_key_b64(vapid)
@@ -125,6 +127,6 @@ class VapidSigner:
                 return cached[1]
             expires = now + TOKEN_LIFETIME
             headers = self.vapid.sign({"aud": origin, "exp": expires, "sub": self.subject})
-            value = headers["Authorization"]
+            value: str = headers["Authorization"]
             self._cache[origin] = (expires, value)
             return value

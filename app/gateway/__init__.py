@@ -5,9 +5,10 @@ answers POST (push registration, or forwarded) and whatever the lane leaves to F
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from werkzeug.routing import PathConverter
 
+from ..core.current import current_services
 from . import proxy, registration, writes
 from .lane import DAV_METHODS, DavLane, answer_dav, refuse_looped_request
 from .upstream import UnreadableRequestBody, UpstreamUnavailable
@@ -38,19 +39,20 @@ def create_blueprint(dav_prefix: str) -> Blueprint:
 
 
 def _refuse_looped_request():
-    refusal = refuse_looped_request(current_app.extensions["davpush"], request.environ)
+    refusal = refuse_looped_request(current_services(), request.environ)
     return None if refusal is None else refusal.to_flask()
 
 
 def dav_entry(subpath: str = ""):
-    services = current_app.extensions["davpush"]
+    services = current_services()
     if request.method != "POST":
         return answer_dav(services, request.environ).to_flask()
     try:
-        response = registration.handle_post(services)
+        answer = registration.handle_post(services)
     except (UpstreamUnavailable, UnreadableRequestBody) as error:
         return proxy.unavailable(error).to_flask()
-    if not registration.is_ours(response) and 200 <= response.status_code < 300:
+    response = answer.response
+    if not answer.answered_here and 200 <= response.status_code < 300:
         environ = request.environ
         observed = writes.observation("POST", proxy.raw_path(environ), environ, proxy.forwarded_for(environ))
         response.call_on_close(lambda: writes.run_safely(services, observed))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from ..http_auth import basic_credentials
+from ..net.http_auth import basic_credentials
 from .upstream import CollectionFacts
 
 

@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from ..logs import client_request_id, log, log_request, new_request_id, request_id
+from ..core.logs import client_request_id, log, log_request, new_request_id, request_id
 from . import discovery, proxy, writes
 from .answer import Answer
 from .loop import LOOP_STATUS

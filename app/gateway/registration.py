@@ -1,17 +1,21 @@
-"""WebDAV-Push registration (POST push-register) and unregistration (DELETE)."""
+"""WebDAV-Push registration: a POST of a push-register document to a collection.
+
+Unregistration (DELETE of the subscription URL) is in push_api.py, beside its route."""
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from flask import Response, request
 
-from ..delivery import ssrf
-from ..logs import endpoint_label, log, short_id
-from ..metrics_names import counter
+from ..core.logs import endpoint_label, log, short_id
+from ..core.metrics_names import counter
+from ..net import ssrf
 from ..protocol import xmlsafe
 from ..protocol.dav_errors import error_body
 from ..protocol.expiry import format_http_date, grant_expiry
@@ -23,6 +27,9 @@ from . import proxy
 from .identity import identity
 from .upstream import CollectionFacts
 
+if TYPE_CHECKING:
+    from ..core.services import Services
+
 logger = logging.getLogger("davpush.registration")
 XML_TYPES = ("application/xml", "text/xml")
 
@@ -31,26 +38,40 @@ def dav_error(status: int, message: str, precondition: str | None = None, header
     return Response(error_body(message, precondition), status, headers=headers or [], content_type="application/xml; charset=utf-8")
 
 
-def handle_post(services) -> Response:
+@dataclass(frozen=True)
+class PostAnswer:
+    """The answer to a POST under the DAV prefix, and who gave it: davpush itself (a registration
+    or its refusal) or upstream. Only upstream's successful answers are writes to observe."""
+
+    response: Response
+    answered_here: bool
+
+
+def handle_post(services: Services) -> PostAnswer:
     """Registrations are handled here; every other POST is forwarded with its body intact."""
     if request.mimetype not in XML_TYPES:
-        return proxy.forward(services.upstream, request.environ, proxy.request_body(request.environ)).to_flask()
+        return PostAnswer(_forwarded(services), answered_here=False)
     prefix = proxy.read_prefix(request.environ, MAX_BODY_BYTES + 1)
     try:
         root_tag = xmlsafe.root_tag(prefix)
     except xmlsafe.XmlError as error:
-        return dav_error(400, f"not a valid XML request body: {error}")
+        return PostAnswer(dav_error(400, f"not a valid XML request body: {error}"), answered_here=True)
     if root_tag != PUSH_REGISTER:
-        return proxy.forward(services.upstream, request.environ, proxy.request_body(request.environ, prefix)).to_flask()
+        return PostAnswer(_forwarded(services, prefix), answered_here=False)
     if len(prefix) > MAX_BODY_BYTES:
-        return dav_error(413, f"a push-register body may be at most {MAX_BODY_BYTES} bytes")
+        return PostAnswer(dav_error(413, f"a push-register body may be at most {MAX_BODY_BYTES} bytes"), answered_here=True)
     try:
-        return register(services, prefix)
+        return PostAnswer(register(services, prefix), answered_here=True)
     except RegistrationError as error:
-        return dav_error(error.status, error.message, error.precondition)
+        return PostAnswer(dav_error(error.status, error.message, error.precondition), answered_here=True)
 
 
-def register(services, body: bytes) -> Response:
+def _forwarded(services: Services, prefix: bytes = b"") -> Response:
+    environ = request.environ
+    return proxy.forward(services.upstream, environ, proxy.request_body(environ, prefix)).to_flask()
+
+
+def register(services: Services, body: bytes) -> Response:
     settings = services.settings
     try:
         root = xmlsafe.parse(body, max_bytes=MAX_BODY_BYTES)
@@ -78,7 +99,7 @@ def register(services, body: bytes) -> Response:
     except ssrf.BlockedEndpoint as error:
         raise RegistrationError(403, str(error), "invalid-subscription") from None
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = grant_expiry(registration.requested_expiry, now, settings.subscription_max_days)
     new_id = secrets.token_urlsafe(18)
     candidate = Subscription(
@@ -119,13 +140,7 @@ def register(services, body: bytes) -> Response:
     headers = {"Location": location, "Expires": format_http_date(expires)}
     response = Response(status=201 if created else 204, headers=headers)
     response.headers.pop("Content-Type", None)
-    response.davpush_registration = True
     return response
-
-
-def is_ours(response: Response) -> bool:
-    """Whether a POST was answered by davpush itself (not a write upstream saw)."""
-    return getattr(response, "davpush_registration", False)
 
 
 def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Response | None:
@@ -141,21 +156,3 @@ def access_refusal(facts: CollectionFacts, *, require_collection: bool) -> Respo
         return dav_error(403, "push is only available for calendars and address books", "push-not-available")
     return None
 
-
-def handle_delete(services, sub_id: str) -> Response:
-    # Credentials first, so that an unauthenticated caller cannot probe which ids exist.
-    root = (services.settings.dav_prefix or "") + "/"
-    facts = services.upstream.lookup(root, request.headers.get("Authorization"), proxy.forwarded_for(request.environ))
-    refusal = access_refusal(facts, require_collection=False)
-    if refusal is not None and facts.status == 401:
-        return refusal
-    subscription = services.store.get(sub_id)
-    if subscription is None or refusal is not None or identity(facts, request.headers.get("Authorization")) != subscription.user:
-        # Someone else's (or an unverifiable) registration: indistinguishable from unknown.
-        return Response("no such subscription\n", 404, mimetype="text/plain")
-    services.store.delete(sub_id)
-    services.store.count(counter("registrations", action="deleted"))
-    log(logger, logging.INFO, "subscription deleted", subscription=short_id(sub_id), user=subscription.user)
-    response = Response(status=204)
-    response.headers.pop("Content-Type", None)
-    return response

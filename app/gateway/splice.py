@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import ssl
+from typing import Any
 
 SPLICE_MIN = 1024 * 1024  # smaller bodies are not worth the pipe
 PIPE_SIZE = 1024 * 1024
@@ -91,11 +92,16 @@ class GunicornBody:
     already buffered, then the socket. Afterwards gunicorn's reader is left at the body's end
     (with anything it buffered beyond it), as if it had read the body itself."""
 
-    def __init__(self, environ):
+    def __init__(self, environ) -> None:
         self.ok = False
-        stream = environ.get("wsgi.input")
+        self.length = 0
+        self.sock: Any = None
+        self._stream: Any = None
+        self._reader: Any = None
+        self._unreader: Any = None
+        stream: Any = environ.get("wsgi.input")
         sock = client_socket(environ)
-        reader = getattr(stream, "reader", None)
+        reader: Any = getattr(stream, "reader", None)
         unreader = getattr(reader, "unreader", None)
         buffered = getattr(unreader, "buf", None)
         if (sock is None or type(stream).__module__ != "gunicorn.http.body" or type(reader).__name__ != "LengthReader"
@@ -104,7 +110,7 @@ class GunicornBody:
             return
         self.ok = True
         self._stream, self._reader, self._unreader, self.sock = stream, reader, unreader, sock
-        self.length = reader.length
+        self.length = self._reader.length
 
     def take_buffered(self) -> bytes:
         """The body's bytes gunicorn has read already (and so are not in the socket any more)."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
-from ..logs import log
+from ..core.logs import log
 from ..protocol.xmlsafe import XmlError
 from .answer import Answer
 from .upstream import CHUNK, UpstreamUnavailable
@@ -87,5 +87,7 @@ def _stream(head: list[bytes], output: Iterator[bytes], upstream_response: Respo
                 path=path, error=str(error))
             raise StreamAborted(str(error)) from None
     finally:
-        output.close()
+        close = getattr(output, "close", None)
+        if close is not None:
+            close()
         upstream_response.close()

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..protocol import xmlsafe
-from ..protocol.propfind import ok_props
-from ..protocol.subscription import has_oversized_counter
 from ..protocol.names import (
     CAL_CALENDAR,
     CARD_ADDRESSBOOK,
@@ -22,6 +20,8 @@ from ..protocol.names import (
     OC_OWNER_PRINCIPAL,
     OWNCLOUD,
 )
+from ..protocol.propfind import ok_props
+from ..protocol.subscription import has_oversized_counter
 from . import splice
 from .loop import ANSWER_HEADER, LoopMark
 from .upstream_http import Origin, Pool, Response, UpstreamError, UpstreamTimeout, exchange
@@ -84,7 +84,7 @@ def read_client(stream, size: int) -> bytes:
 def end_to_end(headers) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones, including those named in Connection."""
     headers = list(headers)
-    named = set()
+    named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             named.update(token.strip().lower() for token in value.split(","))

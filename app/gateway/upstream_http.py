@@ -79,7 +79,7 @@ class Pool:
             return self._idle.pop(), True
         try:
             sock = socket.create_connection((self.origin.host, self.origin.port), timeout=self.connect_timeout)
-        except socket.timeout:
+        except TimeoutError:
             raise UpstreamTimeout("connecting timed out") from None
         except OSError as error:
             raise UpstreamError(f"cannot connect: {error.strerror or error}") from None
@@ -116,7 +116,7 @@ class Response:
         self._buffer = buffer
         self._reusable = reusable
         self._chunk_left = 0  # bytes left in the current chunk (chunked framing)
-        self._decoder = None
+        self._decoder: zlib._Decompress | None = None
         self._splice_target: tuple | None = None
         self.read_timeout: float = 60.0
         if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
@@ -294,7 +294,7 @@ class Response:
             return b""
         try:
             return self._sock.recv(size)
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise UpstreamTimeout("the answer stalled") from None
         except OSError:
@@ -385,7 +385,7 @@ def _send(pool: Pool, sock: socket.socket, method: str, target: str, headers, bo
                 sock.sendall(data if length is not None else b"%x\r\n%b\r\n" % (len(data), data))
             if length is None:
                 sock.sendall(b"0\r\n\r\n")
-    except socket.timeout:
+    except TimeoutError:
         raise UpstreamTimeout("sending the request timed out") from None
     except OSError:
         raise StaleConnection() from None
@@ -399,7 +399,7 @@ def _read_answer(pool: Pool, sock: socket.socket, method: str, *, fresh: bool) -
                 raise UpstreamError("answer head too large")
             try:
                 data = sock.recv(READ_SIZE)
-            except socket.timeout:
+            except TimeoutError:
                 raise UpstreamTimeout("no answer in time") from None
             except OSError:
                 if buffer or fresh:

@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..changes import ChangeIngestor
-from ..logs import log, request_id
-from ..metrics_names import counter
+from ..changes.ingest import ChangeIngestor
+from ..core.logs import log, request_id
+from ..core.metrics_names import counter
 from ..protocol.dont_notify import DontNotify, parse_dont_notify
 from ..protocol.subscription import Change
 from ..protocol.topics import topic_for_collection
 from .identity import identity
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.writes")
 WRITE_METHODS = frozenset(("PUT", "DELETE", "MOVE", "COPY", "PROPPATCH", "MKCOL", "MKCALENDAR", "POST"))
@@ -88,7 +92,7 @@ def observation(method: str, raw_path: str, environ, forwarded: dict) -> WriteOb
     )
 
 
-def process(services, observed: WriteObservation) -> None:
+def process(services: Services, observed: WriteObservation) -> None:
     """Find each changed collection's topic, sync-token and the writer's identity (asking
     upstream with the writer's own credentials), then submit the change."""
     ingestor = ChangeIngestor(services)
@@ -119,7 +123,7 @@ def process(services, observed: WriteObservation) -> None:
 class WriterIdentity:
     """Who wrote, asked of upstream at most once per observed write."""
 
-    def __init__(self, services, observed: WriteObservation):
+    def __init__(self, services: Services, observed: WriteObservation):
         self.services, self.observed = services, observed
         self._user: str | None = None
         self._asked = False
@@ -133,11 +137,11 @@ class WriterIdentity:
         return self._user
 
 
-def _topic(services, key: str) -> str:
+def _topic(services: Services, key: str) -> str:
     return topic_for_collection(services.settings.secret_key, key)
 
 
-def changed_collection(services, path: str, observed: WriteObservation):
+def changed_collection(services: Services, path: str, observed: WriteObservation):
     """(key, topic, sync-token, writer) of a collection whose content or properties changed,
     or None when it has no subscribers.
 
@@ -161,7 +165,7 @@ def changed_collection(services, path: str, observed: WriteObservation):
     return key, topic, facts.sync_token, identity(facts, observed.authorization)
 
 
-def deleted_collection(services, path: str, writer: WriterIdentity):
+def deleted_collection(services: Services, path: str, writer: WriterIdentity):
     """(key, topic, None, writer) of a deleted collection with subscribers, or None.
 
     A deleted collection cannot be asked about. Deleting a sharee's view only removes the
@@ -182,7 +186,7 @@ def deleted_collection(services, path: str, writer: WriterIdentity):
     return literal, literal_topic, None, writer.user()
 
 
-def excluded_ids(services, topic: str, user: str | None, dont_notify: DontNotify) -> frozenset:
+def excluded_ids(services: Services, topic: str, user: str | None, dont_notify: DontNotify) -> frozenset:
     """Registrations of the writing user named by Push-Dont-Notify (never anyone else's)."""
     if user is None or dont_notify.empty:
         return frozenset()
@@ -200,7 +204,7 @@ def excluded_ids(services, topic: str, user: str | None, dont_notify: DontNotify
     return frozenset(ids)
 
 
-def run_safely(services, observed: WriteObservation) -> None:
+def run_safely(services: Services, observed: WriteObservation) -> None:
     try:
         process(services, observed)
     except Exception:  # never let a push problem surface in the client's connection

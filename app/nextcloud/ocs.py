@@ -11,8 +11,10 @@ and the `authData` body); they never appear in exception messages, `repr()` or `
 """
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -145,7 +147,7 @@ class WebhookRegistrar:
         *,
         rotate_secret: bool = False,
         remove: Iterable[str] = (),
-    ) -> list[Action]:
+    ) -> builtins.list[Action]:
         """What to do so that `receiver_uri` has exactly one up-to-date hook per event.
 
         `remove` names event classes whose registrations for this URI should go (used when
@@ -205,7 +207,7 @@ class WebhookRegistrar:
 
     # -- changing --------------------------------------------------------------------------
 
-    def apply(self, actions: Iterable[Action]) -> list[Action]:
+    def apply(self, actions: Iterable[Action]) -> builtins.list[Action]:
         """Carry out planned actions (after `plan()`); returns them with the ids assigned."""
         done: list[Action] = []
         for action in actions:
@@ -237,7 +239,7 @@ class WebhookRegistrar:
                 raise OCSError(f"unknown action {action.kind!r}")
         return done
 
-    def unregister(self, receiver_uri: str, dry_run: bool = False) -> list[Action]:
+    def unregister(self, receiver_uri: str, dry_run: bool = False) -> builtins.list[Action]:
         """Delete every registration whose receiver URI is exactly `receiver_uri`."""
         actions = [
             Action("delete", str(hook.get("event", "")).lstrip("\\"), _int_id(hook.get("id")))

@@ -6,13 +6,13 @@ as `{}`; `user` is null for changes made by cron or occ; extra keys are ignored.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from . import paths
+from ..protocol.numbers import parse_ascii_int
 from ..protocol.subscription import MAX_SYNC_NUMBER, SABRE_SYNC_PREFIX
+from . import paths
 
 SYNC_TOKEN_KEY = "{http://sabredav.org/ns}sync-token"
 OCP = "OCP\\Calendar\\Events\\"
@@ -20,9 +20,9 @@ DAV_EVENTS = "OCA\\DAV\\Events\\"
 BRIDGE_EVENT = "OCA\\DavPushBridge\\Events\\DavCollectionChangedEvent"
 
 
-# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and int() accepts "٣";
-# at most 30 digits, well within int()'s 4300-digit limit and far beyond any database id or token.
-_INTEGER_TEXT = re.compile(r"-?[0-9]{1,30}")
+# ASCII digits only (app/protocol/numbers.py); at most 30 digits, well within int()'s 4300-digit
+# limit and far beyond any database id or token.
+MAX_INTEGER_DIGITS = 30
 
 
 class IntLike(fields.Field):
@@ -45,9 +45,9 @@ class IntLike(fields.Field):
         if isinstance(value, int):
             return value
         if isinstance(value, str):
-            text = value.strip()
-            if _INTEGER_TEXT.fullmatch(text):
-                return int(text)
+            number = parse_ascii_int(value.strip(), signed=True, max_digits=MAX_INTEGER_DIGITS)
+            if number is not None:
+                return number
         raise ValidationError("must be an integer")
 
 

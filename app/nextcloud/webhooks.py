@@ -11,12 +11,13 @@ import json
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 
-from ..changes import ChangeIngestor
-from ..logs import log
-from ..metrics_names import counter
+from ..changes.ingest import ChangeIngestor
+from ..core.current import current_services
+from ..core.logs import log
+from ..core.metrics_names import counter
 from ..protocol.subscription import Change
 from ..protocol.topics import topic_for_collection
 from . import schemas
@@ -40,7 +41,7 @@ def _authorized(secret: str) -> bool:
 
 @blueprint.route("/push/webhooks/nextcloud", methods=["POST"])
 def receive():
-    services = current_app.extensions["davpush"]
+    services = current_services()
     accepted_ms = int(time.time() * 1000)
     if not _authorized(services.settings.webhook_secret):
         services.store.count(counter("webhook_events", event="-", outcome="unauthorized"))

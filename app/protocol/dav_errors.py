@@ -10,8 +10,9 @@ _ALIASES = {"no-supported-trigger": ("no-supported-trigger", "no-trigger-support
 
 
 def error_body(message: str, precondition: str | None = None) -> bytes:
-    elements = "".join(f"<P:{name}/>" for name in _ALIASES.get(precondition, (precondition,)) if name)
+    names = _ALIASES.get(precondition, (precondition,)) if precondition else ()
+    elements = "".join(f"<P:{name}/>" for name in names if name)
     return (
         f'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="{DAV}" xmlns:P="{PUSH}" xmlns:s="{SABRE}">'
         f"{elements}<s:message>{escape(message)}</s:message></D:error>\n"
-    ).encode("utf-8")
+    ).encode()

@@ -5,6 +5,7 @@ Invalid members are ignored, as the draft requires.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 @dataclass(frozen=True)
 class DontNotify:
     everything: bool = False
-    urls: frozenset = field(default_factory=frozenset)
+    urls: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def empty(self) -> bool:
@@ -36,7 +37,7 @@ def parse_dont_notify(values: list[str]) -> DontNotify:
     return DontNotify(urls=frozenset(urls))
 
 
-def _members(value: str):
+def _members(value: str) -> Iterator[str]:
     """Split a header value on commas outside quoted strings."""
     member, quoted, escaped = [], False, False
     for char in value:

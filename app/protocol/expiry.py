@@ -1,7 +1,7 @@
 """HTTP dates (RFC 9110 §5.6.7) and the expiry policy for registrations."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 MIN_DAYS = 3
@@ -30,13 +30,13 @@ def parse_http_date(value: str | None) -> datetime | None:
             continue
         if parsed.year > _LAST_YEAR:
             return None
-        return parsed.replace(tzinfo=timezone.utc)
+        return parsed.replace(tzinfo=UTC)
     return None
 
 
 def format_http_date(moment: datetime) -> str:
     """IMF-fixdate in GMT, e.g. 'Wed, 02 Oct 2024 07:28:00 GMT'."""
-    return format_datetime(moment.astimezone(timezone.utc).replace(microsecond=0), usegmt=True)
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
 
 
 def grant_expiry(requested: datetime | None, now: datetime, max_days: int) -> datetime:

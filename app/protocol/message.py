@@ -5,7 +5,12 @@ from xml.sax.saxutils import escape
 
 from .names import DAV, PUSH
 
-MAX_PLAINTEXT = 3993  # RFC 8291 §4: one record in a 4096-byte body
+# RFC 8291 §4 / RFC 8188: the encrypted body is one aes128gcm record of RECORD_SIZE bytes: an
+# 86-byte header (salt 16, record size 4, key-id length 1, key id 65), the 16-byte AEAD tag and one
+# padding delimiter byte leave 3993 bytes for the message.
+RECORD_SIZE = 4096
+HEADER_SIZE, TAG_SIZE, DELIMITER_SIZE = 86, 16, 1
+MAX_PLAINTEXT = RECORD_SIZE - HEADER_SIZE - TAG_SIZE - DELIMITER_SIZE
 
 
 class MessageTooLarge(ValueError):

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain
 from urllib.parse import urlsplit
 from xml.parsers.expat import ErrorString, ExpatError
@@ -40,7 +40,7 @@ from .names import (
     PUSH_PROP_TAGS,
     qn,
 )
-from .propfind import Describe, ResourceFacts, push_value
+from .propfind import Describe, ResourceFacts, augment_response, push_value
 from .xmlsafe import XmlError, as_xml_error, defused_parser
 
 D_MULTISTATUS = qn(DAV, "multistatus")
@@ -89,16 +89,13 @@ def augment_multistatus_stream(
         head += data
         if len(head) >= _SNIFF:
             break
-    options = dict(requested=requested, injected=injected, describe=describe, vapid_public_key=vapid_public_key,
-                   minimal=minimal)
     if not is_utf8(head):
-        from functools import partial
-
-        from .propfind import augment_response
-
-        yield from rewrite_multistatus(chain([head], chunks), partial(augment_response, **options), max_bytes=max_bytes)
+        edit = partial(augment_response, requested=requested, injected=injected, describe=describe,
+                       vapid_public_key=vapid_public_key, minimal=minimal)
+        yield from rewrite_multistatus(chain([head], chunks), edit, max_bytes=max_bytes)
         return
-    splicer = _Splicer(max_bytes=max_bytes, **options)
+    splicer = _Splicer(requested=requested, injected=injected, describe=describe, vapid_public_key=vapid_public_key,
+                       minimal=minimal, max_bytes=max_bytes)
     for data in chain([head], chunks):
         output = splicer.feed(data)
         if output:
@@ -237,7 +234,7 @@ class _Splicer:
             element.end = self._buffer.index(b">", at - self._base) + 1 + self._base
 
     # expat callbacks: called for every element, so they do as little as possible
-    def _start(self, name: str, _attributes: list) -> None:
+    def _start(self, name: str, _attributes: list[str]) -> None:
         depth = self._depth = self._depth + 1
         if depth > _RECORD_DEPTH:
             if depth > MAX_DEPTH:
@@ -367,12 +364,11 @@ class _Splicer:
             additions = (404, b"".join(_empty(tag) for tag in self.requested))
         if additions is not None and additions[1]:
             code, fragment = additions
-            index = _propstat_with(response.propstats, code)
-            if index is not None:
-                prop = response.propstats[index].prop
-                assert prop is not None
+            target = _propstat_with(response.propstats, code)
+            prop = response.propstats[target].prop if target is not None else None
+            if target is not None and prop is not None:
                 inserts.append((prop.close_tag, fragment))
-                remaining[index] += 1
+                remaining[target] += 1
             else:
                 close_tag = response.element.close_tag
                 inserts.append((close_tag, _new_propstat(code, fragment)))

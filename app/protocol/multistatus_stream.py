@@ -6,11 +6,11 @@ each response is parsed, edited, serialized and dropped before the next one is r
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 
 from .names import D_RESPONSE, DAV, qn
 from .xmlsafe import XmlError
-from .xmlstream import RootStart, TopLevelReader
+from .xmlstream import Item, RootStart, TopLevelReader
 from .xmlwriter import StreamWriter
 
 D_MULTISTATUS = qn(DAV, "multistatus")
@@ -21,7 +21,7 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 def rewrite_multistatus(
     chunks: Iterable[bytes], edit: Callable[[ET.Element], None], *, max_bytes: int
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The serialized multistatus of `chunks` with every <response> passed through `edit` first.
 
     Yields after each input chunk that completed something, so output follows input. Raises
@@ -42,7 +42,7 @@ def rewrite_multistatus(
     yield _serialize(reader.close(), writer, edit) + writer.end()
 
 
-def _serialize(items: list, writer: StreamWriter, edit: Callable[[ET.Element], None]) -> bytes:
+def _serialize(items: list[Item], writer: StreamWriter, edit: Callable[[ET.Element], None]) -> bytes:
     parts = []
     for item in items:
         if isinstance(item, RootStart):

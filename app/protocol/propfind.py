@@ -7,9 +7,10 @@ properties into the multistatus itself.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .names import (
@@ -60,6 +61,7 @@ def rewrite_request(root: ET.Element) -> tuple[bytes, set[str]]:
     Returns the new body and the tags that were added (to strip from the answer).
     """
     prop = root.find(D_PROP)
+    assert prop is not None  # only called for a request with push props (requested_push_props)
     for child in [c for c in prop if c.tag in PUSH_PROP_TAGS]:
         prop.remove(child)
     present = {child.tag for child in prop}
@@ -81,7 +83,7 @@ class ResourceFacts:
 Describe = Callable[[ResourceFacts], "str | None"]
 
 
-def augment_multistatus(multistatus: ET.Element, **options) -> None:
+def augment_multistatus(multistatus: ET.Element, **options: Any) -> None:
     """augment_response() for every <response> of a whole tree (the options are augment_response's)."""
     for response in multistatus.iter(D_RESPONSE):
         augment_response(response, **options)
@@ -164,7 +166,7 @@ def _propstat(response: ET.Element, code: int, reason: str) -> ET.Element:
 
 def _drop_empty_propstats(response: ET.Element) -> None:
     propstats = response.findall(D_PROPSTAT)
-    empty = [p for p in propstats if p.find(D_PROP) is None or len(p.find(D_PROP)) == 0]
+    empty = [p for p in propstats if (prop := p.find(D_PROP)) is None or len(prop) == 0]
     if len(empty) == len(propstats) and propstats:
         empty = empty[1:]  # a response needs at least one propstat
     for propstat in empty:

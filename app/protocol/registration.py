@@ -100,8 +100,8 @@ def _parse_triggers(root: ET.Element) -> Triggers:
     content_depth = _depth_of(_child(trigger, "content-update"), MAX_CONTENT_DEPTH)
     property_element = _child(trigger, "property-update")
     property_depth = _depth_of(property_element, MAX_PROPERTY_DEPTH)
-    properties: tuple = ()
-    if property_depth is not None:
+    properties: tuple[str, ...] = ()
+    if property_depth is not None and property_element is not None:
         prop = property_element.find(qn(DAV, "prop"))
         if prop is not None:
             properties = tuple(sorted({child.tag for child in prop}))

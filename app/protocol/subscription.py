@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .triggers import Triggers, covers
 
@@ -42,7 +43,7 @@ class Subscription:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "Subscription":
+    def from_fields(cls, fields: dict[Any, Any]) -> Subscription:
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
         return cls(
             id=f["id"],
@@ -76,7 +77,7 @@ class Change:
     property_update: bool = False
     collection_deleted: bool = False
     sync_token: str | None = None
-    exclude: frozenset = field(default_factory=frozenset)
+    exclude: frozenset[str] = field(default_factory=frozenset)
     accepted_ms: int = 0
     merged: int = 1
     request_id: str = ""  # of the first merged change, to follow it into the worker's log
@@ -88,6 +89,22 @@ class Change:
         content = self.content_depth is not None and covers(subscription.triggers.content_depth, self.content_depth)
         prop = self.property_update and subscription.triggers.property_depth is not None
         return content, prop
+
+    def content_only_token(self) -> int | None:
+        """The sync-token number of a change that only announces new content (no property update,
+        no deletion): the one kind of change that an earlier push can make redundant."""
+        if self.property_update or self.collection_deleted:
+            return None
+        return sync_token_number(self.sync_token)
+
+
+def is_stale(change: Change, delivered: int | None) -> bool:
+    """The stale-token rule: a content-only change whose sync-token is not newer than the highest
+    one already pushed for its topic (`delivered`) is a duplicate or late event, not pushed again.
+    Applied when a change arrives (app/changes/ingest.py) and when its delivery starts
+    (app/delivery/deliver.py)."""
+    number = change.content_only_token()
+    return number is not None and delivered is not None and number <= delivered
 
 
 _SYNC_NUMBER = re.compile(r"/sync/([0-9]+)$")
@@ -109,4 +126,4 @@ def sync_token_number(token: str | None) -> int | None:
 
 def has_oversized_counter(token: str | None) -> bool:
     """A Sabre-style token whose counter is beyond 64 bits: to be treated as no token at all."""
-    return bool(token) and _SYNC_NUMBER.search(token) is not None and sync_token_number(token) is None
+    return token is not None and _SYNC_NUMBER.search(token) is not None and sync_token_number(token) is None

@@ -8,7 +8,7 @@ from .keys import b64url_encode
 
 
 def _mac(secret: str, label: str, value: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), f"{label}\x00{value}".encode("utf-8"), hashlib.sha256).digest()
+    return hmac.new(secret.encode("utf-8"), f"{label}\x00{value}".encode(), hashlib.sha256).digest()
 
 
 def topic_for_collection(secret: str, collection_key: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 DEPTHS = ("0", "1", "infinity")
 # What this server advertises in supported-triggers (and clamps requests to).
@@ -29,17 +30,17 @@ def covers(depth: str | None, needed: str) -> bool:
 class Triggers:
     content_depth: str | None = None
     property_depth: str | None = None
-    properties: tuple = ()  # Clark names from the property-update's DAV:prop; empty = all
+    properties: tuple[str, ...] = ()  # Clark names from the property-update's DAV:prop; empty = all
 
     @property
     def empty(self) -> bool:
         return self.content_depth is None and self.property_depth is None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"content": self.content_depth, "property": self.property_depth, "props": list(self.properties)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Triggers":
+    def from_dict(cls, data: dict[str, Any]) -> Triggers:
         return cls(data.get("content"), data.get("property"), tuple(data.get("props") or ()))
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
@@ -24,18 +26,18 @@ def parse(data: bytes, *, max_bytes: int, max_depth: int = 64, max_elements: int
     if len(data) > max_bytes:
         raise XmlError(f"the XML document is larger than {max_bytes} bytes")
     with as_xml_error():
-        root = _defused_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: ET.Element = _defused_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     _check_shape(root, max_depth, max_elements)
     return root
 
 
-def defused_parser(target) -> DefusedXMLParser:
+def defused_parser(target: object) -> DefusedXMLParser:
     """An incremental parser (`feed`/`close`) calling `target`, refusing DTDs, entities and external references."""
     return DefusedXMLParser(target=target, forbid_dtd=True, forbid_entities=True, forbid_external=True)
 
 
 @contextmanager
-def as_xml_error():
+def as_xml_error() -> Iterator[None]:
     """Every way defusedxml and expat refuse a document, as one XmlError."""
     try:
         yield
@@ -70,7 +72,7 @@ class _RootFound(Exception):
 class _FirstStartTag:
     """Parser target that stops at the root element's start tag."""
 
-    def start(self, tag, attrib):
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
         raise _RootFound(tag)
 
 
@@ -99,4 +101,4 @@ def text_of(element: ET.Element | None) -> str:
 
 
 def serialize(root: ET.Element) -> bytes:
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return cast(bytes, ET.tostring(root, encoding="utf-8", xml_declaration=True))

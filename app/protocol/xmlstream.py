@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 from .xmlsafe import XmlError, as_xml_error, defused_parser
 
@@ -20,6 +21,9 @@ class RootStart:
     tag: str
     attrib: dict[str, str]
     namespaces: dict[str, str] = field(default_factory=dict)  # prefix -> URI declared on the root
+
+
+Item = RootStart | ET.Element  # what a reader returns: the root's start, then its finished children
 
 
 class TopLevelReader:
@@ -52,7 +56,7 @@ class TopLevelReader:
         """URI -> the first prefix the document declared for it (grows as the document is read)."""
         return self._target.prefix_hints
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[Item]:
         self._fed += len(data)
         if self._fed > self._max_bytes:
             raise XmlError(f"the XML document is larger than {self._max_bytes} bytes")
@@ -63,7 +67,7 @@ class TopLevelReader:
             raise XmlError(f"an element of the XML document is larger than {self._max_child_bytes} bytes")
         return target.take()
 
-    def close(self) -> list:
+    def close(self) -> list[Item]:
         """The last items; raises XmlError if the document is incomplete."""
         with as_xml_error():
             self._parser.close()
@@ -77,17 +81,17 @@ class _Children:
         self._max_depth = max_depth
         self._max_child_elements = max_child_elements
         self._max_names = max_names
-        self.expat = None  # the expat parser, for byte positions
+        self.expat: Any = None  # the expat parser, for byte positions
         self.prefix_hints: dict[str, str] = {}
         self.builder: ET.TreeBuilder | None = None
         self.child_start = 0
-        self._items: list = []
+        self._items: list[Item] = []
         self._depth = 0
         self._elements = 0
         self._names: set[str] = set()
         self._root_namespaces: dict[str, str] = {}
 
-    def take(self) -> list:
+    def take(self) -> list[Item]:
         items, self._items = self._items, []
         return items
 
@@ -115,12 +119,14 @@ class _Children:
         self._elements += 1
         if self._elements > self._max_child_elements:
             raise XmlError(f"an element of the XML document has more than {self._max_child_elements} elements")
+        assert self.builder is not None  # set at depth 2, cleared when back at depth 1
         self.builder.start(tag, attrib)
 
     def end(self, tag: str) -> None:
         self._depth -= 1
         if self._depth == 0:
             return
+        assert self.builder is not None  # set at depth 2, cleared when back at depth 1
         self.builder.end(tag)
         if self._depth == 1:
             self._items.append(self.builder.close())

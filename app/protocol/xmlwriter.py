@@ -36,7 +36,7 @@ class StreamWriter:
         self._root_name = self._name(root.tag)[0]
         declarations = "".join(f' xmlns:{prefix}="{_attribute(uri)}"' for uri, prefix in self._root_prefixes.items())
         attributes = self._attributes(root.attrib, set())
-        return f"<?xml version='1.0' encoding='utf-8'?>\n<{self._root_name}{attributes}{declarations}>".encode("utf-8")
+        return f"<?xml version='1.0' encoding='utf-8'?>\n<{self._root_name}{attributes}{declarations}>".encode()
 
     def element(self, element: ET.Element) -> bytes:
         """One child of the root, complete, with the declarations it needs."""
@@ -49,7 +49,7 @@ class StreamWriter:
         return "".join(parts).encode("utf-8")
 
     def end(self) -> bytes:
-        return f"</{self._root_name}>\n".encode("utf-8")
+        return f"</{self._root_name}>\n".encode()
 
     def _write(self, element: ET.Element, parts: list[str], local: set[str]) -> None:
         name, uri = self._names.get(element.tag) or self._name(element.tag)
@@ -80,6 +80,7 @@ class StreamWriter:
     def _name(self, name: str) -> tuple[str, str | None]:
         """(qualified name, the URI when it must be declared on the child of the root that uses it)."""
         uri, local = split_qn(name)
+        entry: tuple[str, str | None]
         if not uri:
             entry = (local, None)
         elif uri == XML_NAMESPACE:

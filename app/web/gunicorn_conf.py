@@ -32,7 +32,7 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    from app.config import ConfigError, load_settings
+    from app.core.config import ConfigError, load_settings
 
     try:
         load_settings()

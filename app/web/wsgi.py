@@ -2,8 +2,8 @@
 import sys
 
 from app import create_app
-from app.config import ConfigError, load_settings
-from app.logs import setup_logging
+from app.core.config import ConfigError, load_settings
+from app.core.logs import setup_logging
 
 try:
     _settings = load_settings()

@@ -44,7 +44,7 @@ def pushes_counted(stack) -> float | None:
 
 
 def test_push_service_down_for_60_s_then_back(make_stack, fault_server, figures):
-    from app.config import load_settings
+    from app.core.config import load_settings
 
     down = fault_server("127.0.0.2", free_port("127.0.0.2"), mode="503")
     healthy = fault_server("127.0.0.1")

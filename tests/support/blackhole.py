@@ -31,7 +31,7 @@ class Blackhole:
         for sock in (*self._fillers, self._listener):
             sock.close()
 
-    def __enter__(self) -> "Blackhole":
+    def __enter__(self) -> Blackhole:
         return self
 
     def __exit__(self, *exc) -> None:

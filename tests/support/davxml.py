@@ -117,7 +117,7 @@ def sabre_error(exception: str, message: str, extra: str = "") -> bytes:
     qualified = exception if "\\" in exception else f"Sabre\\DAV\\Exception\\{exception}"
     return ('<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">\n'
             f"  <s:exception>{escape(qualified)}</s:exception>\n  <s:message>{escape(message)}</s:message>\n"
-            f"{extra}</d:error>\n").encode("utf-8")
+            f"{extra}</d:error>\n").encode()
 
 
 # ---------------------------------------------------------------- parsing (also for test authors)

@@ -81,7 +81,7 @@ class FaultServer:
 
     # ------------------------------------------------------------ life cycle
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         if self._mode != "refuse":
             self._listen()
         elif not self.port:
@@ -242,7 +242,7 @@ class FaultServer:
         while not self._stop.is_set() and self._listener is listener:
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -290,7 +290,7 @@ class FaultServer:
         while not self._stop.is_set():
             try:
                 data = conn.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not data:
                 return False
@@ -352,7 +352,7 @@ class FaultServer:
                 try:
                     if not conn.recv(65536):  # wakes up at once when the client closes or resets
                         break
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     break

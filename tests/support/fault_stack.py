@@ -68,7 +68,7 @@ class Stack:
     def env(self) -> dict:
         return service_env(self.redis.url(), self.upstream_url, self.vapid_key_file, **self.settings)
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.redis.start()
         if self.want_web:
             self.start_web()

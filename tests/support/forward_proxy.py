@@ -172,7 +172,7 @@ class ForwardProxy:
         for thread in threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "ForwardProxy":
+    def __enter__(self) -> ForwardProxy:
         return self
 
     def __exit__(self, *exc) -> None:

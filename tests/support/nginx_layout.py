@@ -89,7 +89,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for cloud.example.com and 127.0.0.1 (its own CA) and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cloud.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -120,7 +120,7 @@ class Ports:
     davpush: int  # the shipped `upstream davpush` (gunicorn)
 
     @classmethod
-    def pick(cls, davpush: int | None = None) -> "Ports":
+    def pick(cls, davpush: int | None = None) -> Ports:
         return cls(free_port(), free_port(), free_port(), davpush or free_port())
 
 

@@ -31,7 +31,7 @@ class Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.output()[-3000:]}")
+            raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.output()[-3000:]}") from None
 
     def wait_for_status(self, url: str, status: int, timeout: float = 90) -> requests.Response:
         """Poll `url` until it answers `status`; fail early (with the log) if the process ends."""

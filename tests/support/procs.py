@@ -108,7 +108,7 @@ class ManagedProcess:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -196,7 +196,7 @@ class RedisServer:
         kwargs.setdefault("socket_connect_timeout", 5)
         return redis_lib.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         attempts = 5 if self.port is None else 1
         for _ in range(attempts):
             port = self.port or free_port()
@@ -271,7 +271,7 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
 
-def start_web(env: dict, log_dir: Path, name: str = "web", timeout: float = 60.0) -> "WebProcess":
+def start_web(env: dict, log_dir: Path, name: str = "web", timeout: float = 60.0) -> WebProcess:
     port = free_port()
     web_env = dict(env, PORT=str(port), BIND_HOST="127.0.0.1")
     process = WebProcess(name, procfile_command("web"), web_env, log_dir, port)

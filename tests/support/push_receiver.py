@@ -40,7 +40,7 @@ class Push:
                 return value
         return default
 
-    def decrypt(self, keys: "ClientKeys") -> bytes:
+    def decrypt(self, keys: ClientKeys) -> bytes:
         return decrypt_aes128gcm(self.body, keys)
 
 
@@ -153,12 +153,12 @@ class ClientKeys:
     auth: str
 
     @classmethod
-    def generate(cls) -> "ClientKeys":
+    def generate(cls) -> ClientKeys:
         private_key = ec.generate_private_key(ec.SECP256R1())
         return cls(private_key, b64url_encode(_public_bytes(private_key.public_key())), b64url_encode(os.urandom(16)))
 
     @classmethod
-    def from_private(cls, private_b64: str, auth_b64: str) -> "ClientKeys":
+    def from_private(cls, private_b64: str, auth_b64: str) -> ClientKeys:
         """Rebuild keys from a raw 32-byte private scalar (base64url), e.g. a published test vector."""
         private_key = ec.derive_private_key(int.from_bytes(b64url_decode(private_b64), "big"), ec.SECP256R1())
         return cls(private_key, b64url_encode(_public_bytes(private_key.public_key())), auth_b64)

@@ -108,7 +108,7 @@ class RadicaleServer:
             process.kill()
             process.wait(timeout=5)
 
-    def __enter__(self) -> "RadicaleServer":
+    def __enter__(self) -> RadicaleServer:
         return self
 
     def __exit__(self, *exc) -> None:

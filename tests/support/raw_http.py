@@ -17,9 +17,9 @@ import datetime
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
 MAX_HEAD = 256 * 1024
@@ -208,7 +208,7 @@ class RawHTTPServer:
         for thread in threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "RawHTTPServer":
+    def __enter__(self) -> RawHTTPServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -224,7 +224,7 @@ def self_signed_certificate(folder: Path, name: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -47,7 +47,7 @@ class ServerHandle:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ServerHandle":
+    def __enter__(self) -> ServerHandle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -149,7 +149,7 @@ def request_target(environ) -> str:
 class Served:
     """start()/stop()/url and `with` for a WSGI app object that serves itself."""
 
-    _server: "ServerHandle | None" = None
+    _server: ServerHandle | None = None
 
     def start(self, host: str = "127.0.0.1"):
         self._server = serve_wsgi(self, host)

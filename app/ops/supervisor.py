@@ -13,8 +13,8 @@ from pathlib import Path
 
 import redis
 
-from .config import ConfigError, load_settings
-from .web import gunicorn_command
+from ..core.config import ConfigError, load_settings
+from ..web import gunicorn_command
 
 PRIVATE_REDIS_DIR = Path("var", "redis")
 PRIVATE_REDIS_SOCKET = "redis.sock"

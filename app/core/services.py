@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from .collections import CollectionResolver
+from ..delivery.vapid import VapidSigner, parse_key
+from ..gateway.collections import CollectionResolver
+from ..gateway.loop import LoopMark
+from ..gateway.upstream import Upstream
+from ..store import Store
 from .config import Settings
-from .delivery.vapid import VapidSigner, parse_key
-from .gateway.loop import LoopMark
-from .gateway.upstream import Upstream
 from .redis_connect import redis_client
-from .store import Store
 
 
 @dataclass

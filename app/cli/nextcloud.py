@@ -10,21 +10,17 @@ Exit status: 0 done, 1 Nextcloud refused or could not be reached, 2 missing or b
 """
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 
-from .ocs import BRIDGE_EVENT, CALENDAR_OBJECT_EVENTS, OCSError, WebhookRegistrar, receiver_uri
+from ..nextcloud.ocs import BRIDGE_EVENT, CALENDAR_OBJECT_EVENTS, OCSError, WebhookRegistrar, receiver_uri
+from .errors import USAGE, fail
 
 MIN_SECRET_LENGTH = 16  # the same minimum as davpush's own WEBHOOK_SECRET check
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"davpush: {message}", file=sys.stderr)
-    return code
-
-
-def _connection(args) -> tuple[WebhookRegistrar | None, str | None, int]:
-    """Build the registrar and the receiver URI from args/env; (None, None, code) on a problem."""
+def _connection(args: argparse.Namespace) -> tuple[WebhookRegistrar, str] | int:
+    """The registrar and the receiver URI from args/env, or the exit status after reporting a problem."""
     nextcloud_url = args.nextcloud_url or os.environ.get("NEXTCLOUD_URL") or os.environ.get("UPSTREAM_URL")
     password = args.app_password or os.environ.get("NEXTCLOUD_APP_PASSWORD")
     davpush_url = args.davpush_url or os.environ.get("PUBLIC_URL")
@@ -38,25 +34,26 @@ def _connection(args) -> tuple[WebhookRegistrar | None, str | None, int]:
         )
         if not value
     ]
-    if missing:
-        return None, None, _fail("missing " + ", ".join(missing), 2)
+    if missing or not (nextcloud_url and password and davpush_url):
+        return fail("missing " + ", ".join(missing), USAGE)
     try:
         registrar = WebhookRegistrar(nextcloud_url, args.user, password, timeout=args.timeout)
         receiver = receiver_uri(davpush_url)
     except OCSError as error:
-        return None, None, _fail(str(error), 2)
-    return registrar, receiver, 0
+        return fail(str(error), USAGE)
+    return registrar, receiver
 
 
 def _register_webhooks(args) -> int:
-    registrar, receiver, code = _connection(args)
-    if registrar is None:
-        return code
+    connection = _connection(args)
+    if isinstance(connection, int):
+        return connection
+    registrar, receiver = connection
     secret = args.secret or os.environ.get("WEBHOOK_SECRET") or ""
     if not secret:
-        return _fail("missing --secret (or WEBHOOK_SECRET): the bearer secret davpush expects", 2)
+        return fail("missing --secret (or WEBHOOK_SECRET): the bearer secret davpush expects", USAGE)
     if len(secret) < MIN_SECRET_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in secret):
-        return _fail(f"the webhook secret must be at least {MIN_SECRET_LENGTH} printable characters without spaces", 2)
+        return fail(f"the webhook secret must be at least {MIN_SECRET_LENGTH} printable characters without spaces", USAGE)
 
     if args.bridge_only:
         events, remove = [BRIDGE_EVENT], list(CALENDAR_OBJECT_EVENTS)
@@ -76,7 +73,7 @@ def _register_webhooks(args) -> int:
             return 0
         done = registrar.apply(actions)
     except OCSError as error:
-        return _fail(str(error), 1)
+        return fail(str(error))
 
     for action in done:
         print(action)
@@ -91,13 +88,14 @@ def _register_webhooks(args) -> int:
 
 
 def _unregister_webhooks(args) -> int:
-    registrar, receiver, code = _connection(args)
-    if registrar is None:
-        return code
+    connection = _connection(args)
+    if isinstance(connection, int):
+        return connection
+    registrar, receiver = connection
     try:
         actions = registrar.unregister(receiver, dry_run=args.dry_run)
     except OCSError as error:
-        return _fail(str(error), 1)
+        return fail(str(error))
     print(f"webhook receiver: {receiver}")
     for action in actions:
         print(action)

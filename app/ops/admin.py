@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from . import checks, metrics_names
-from .http_auth import basic_credentials
+from ..core import metrics_names
+from ..core.current import current_services
+from ..net.http_auth import basic_credentials
+from . import checks
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 DASHBOARD_PREFIX = "/push/rq"
 ADMIN_USER = "admin"
@@ -30,7 +36,7 @@ def _admin_ok(settings) -> bool:
 
 
 def _challenge() -> Response:
-    settings = current_app.extensions["davpush"].settings
+    settings = current_services().settings
     if not settings.admin_password:
         return Response("disabled: set ADMIN_PASSWORD to enable the admin pages\n", 403, mimetype="text/plain")
     return Response(
@@ -46,7 +52,7 @@ def livez():
 
 @blueprint.route("/healthz", methods=["GET"])
 def healthz():
-    results = checks.collect(current_app.extensions["davpush"])
+    results = checks.collect(current_services())
     healthy = all(result["ok"] for result in results.values())
     response = jsonify(status="ok" if healthy else "fail", checks=results)
     response.status_code = 200 if healthy else 503
@@ -56,7 +62,7 @@ def healthz():
 
 @blueprint.route("/metrics", methods=["GET"])
 def metrics():
-    services = current_app.extensions["davpush"]
+    services = current_services()
     if not _admin_ok(services.settings):
         return _challenge()
     registry = CollectorRegistry(auto_describe=False)
@@ -70,13 +76,14 @@ class _Collector:
     COUNTERS = {
         "webhook_events": ("davpush_webhook_events", "Webhook events by class and outcome", ("event", "outcome")),
         "registrations": ("davpush_registrations", "Registration requests by result", ("action",)),
-        "pushes": ("davpush_pushes", "Push requests by outcome and push service (fcm, mozilla, apple, windows, ntfy.sh or other)", ("outcome", "origin")),
+        "pushes": ("davpush_pushes", "Push requests by outcome and push service (fcm, mozilla, apple, windows, ntfy.sh or other)",
+                   ("outcome", "origin")),
         "events_merged": ("davpush_events_merged", "Changes merged into an already queued delivery", ()),
         "events_stale": ("davpush_events_stale", "Changes dropped because their sync-token was already pushed", ()),
         "gateway_writes": ("davpush_gateway_writes", "Successful DAV writes observed by the gateway", ("outcome",)),
     }
 
-    def __init__(self, services):
+    def __init__(self, services: Services):
         self.services = services
 
     def collect(self):
@@ -126,7 +133,7 @@ def _alive(store) -> int:
 _DESTRUCTIVE_SUFFIXES = ("/delete", "/empty", "/compact")
 
 
-def mount_dashboard(app: Flask, services) -> None:
+def mount_dashboard(app: Flask, services: Services) -> None:
     """rq-dashboard behind the admin login; delete/empty/compact only when allowed."""
     import rq_dashboard
     from rq_dashboard import web as dashboard_web
@@ -136,7 +143,7 @@ def mount_dashboard(app: Flask, services) -> None:
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = not settings.dashboard_allow_delete
     dashboard_web.config.serializer = JSONSerializer
     dashboard_web.setup_rq_connection(app)
-    app.redis_conn = services.redis  # the service's own client: its timeouts, TLS settings and pool
+    app.redis_conn = services.redis  # type: ignore[attr-defined]  # the service's own client: its timeouts, TLS settings and pool
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
 
     @app.before_request

@@ -126,9 +126,9 @@ def run_demo() -> int:
 def _run(workdir: Path, processes: list) -> int:
     import caldav
 
-    from . import create_app
-    from .config import load_settings
-    from .delivery.vapid import generate_key_file
+    from .. import create_app
+    from ..core.config import load_settings
+    from ..delivery.vapid import generate_key_file
 
     step = lambda text: print(f"\n== {text}", flush=True)  # noqa: E731
     step("starting Radicale (upstream), Redis, a push receiver, davpush web and worker")
@@ -159,7 +159,7 @@ def _run(workdir: Path, processes: list) -> int:
         "LOG_LEVEL": "warning",
     }
     settings = load_settings(env)
-    from .logs import setup_logging
+    from ..core.logs import setup_logging
 
     setup_logging("text", "WARNING")
     app = create_app(settings)
@@ -181,7 +181,7 @@ def _run(workdir: Path, processes: list) -> int:
         "<d:resourcetype/><d:displayname/><P:transports/><P:topic/></d:prop></d:propfind>"
     )
     answer = requests.request("PROPFIND", f"{gateway}/{USER}/", data=propfind, headers={"Depth": "1"}, auth=auth)
-    from .protocol import xmlsafe
+    from ..protocol import xmlsafe
 
     root = xmlsafe.parse(answer.content, max_bytes=1 << 20)
     topic = next(e.text for e in root.iter("{https://bitfire.at/webdav-push}topic") if e.text)

@@ -10,6 +10,7 @@ the Sentinels name it, found again after a failover without restarting anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -73,7 +74,7 @@ def redis_client(url: str, timeout: float | None, ssl_cert_reqs: str = "required
     connection, whose blocking dequeue RQ sizes itself. `ssl_cert_reqs="none"`
     (REDIS_SSL_CERT_REQS) accepts the self-signed certificates of managed Redis (rediss://).
     """
-    options = dict(
+    options: dict[str, Any] = dict(
         socket_connect_timeout=timeout or 5,
         socket_timeout=timeout,
         health_check_interval=30,
@@ -83,7 +84,7 @@ def redis_client(url: str, timeout: float | None, ssl_cert_reqs: str = "required
         options["socket_keepalive"] = True
     if url.startswith(SENTINEL_SCHEME + "://"):
         target = parse_sentinel_url(url)
-        sentinel_options = {"socket_timeout": timeout or 5, "socket_connect_timeout": timeout or 5}
+        sentinel_options: dict[str, Any] = {"socket_timeout": timeout or 5, "socket_connect_timeout": timeout or 5}
         if sentinel_password:
             sentinel_options["password"] = sentinel_password
         sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)

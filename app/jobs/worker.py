@@ -17,6 +17,8 @@ import secrets
 import signal
 import threading
 import time
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import redis
 from rq import Queue, SimpleWorker
@@ -26,10 +28,14 @@ from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 
-from . import jobs
-from .changes import CLAIM_GRACE_MS, enqueue_delivery
-from .logs import log
-from .redis_connect import redis_client
+from ..changes.ingest import CLAIM_GRACE_MS
+from ..core.logs import log
+from ..core.redis_connect import redis_client
+from . import enqueue_delivery, enqueue_purge, enqueue_resume, runtime
+
+if TYPE_CHECKING:
+    from ..core.services import Services
+    from ..delivery.deliver import Deliverer
 
 logger = logging.getLogger("davpush.worker")
 HOUSEKEEPING_SECONDS = 2
@@ -39,10 +45,20 @@ SCHEDULER_LOCK_SECONDS = 10
 RESUME_HANDOVER_MS = 60_000  # how long a resume job may wait in the queue before it is handed out again
 MAX_RESUMES = 5  # a fan-out whose deliveries died this often is given up (and logged)
 MAX_LOOP_PAUSE = 10.0
-PURGE_JOB = "app.jobs.purge_expired"
 
 
-def housekeeping_round(services, name: str, deliverer=None) -> None:
+class DavpushWorker(SimpleWorker):
+    """RQ's SimpleWorker that records a requested stop (SIGTERM/SIGINT), so that a work loop
+    ended by RQ itself (a Redis error) can be told from one that was asked to end."""
+
+    stop_requested = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
+
+def housekeeping_round(services: Services, name: str, deliverer: Deliverer | None = None) -> None:
     """One round: heartbeat, leases, watchdogs, purge."""
     store = services.store
     store.heartbeat(name, seconds=HEARTBEAT_TTL)
@@ -52,10 +68,10 @@ def housekeeping_round(services, name: str, deliverer=None) -> None:
     requeue_overdue(services)
     interval = services.settings.purge_interval
     if store.try_lock("purge", max(1, interval - 1)):
-        services.queue.enqueue(PURGE_JOB, result_ttl=300, failure_ttl=86400, job_timeout=600)
+        enqueue_purge(services.queue)
 
 
-def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
+def resume_abandoned(services: Services, now_ms: int | None = None) -> list[str]:
     """Enqueue a resume job for each fan-out whose owner stopped renewing its lease."""
     store = services.store
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -69,13 +85,12 @@ def resume_abandoned(services, now_ms: int | None = None) -> list[str]:
             log(logger, logging.ERROR, "giving up a fan-out that was resumed too often", fanout=fanout_id, resumes=resumes - 1)
             store.finish_fanout(fanout_id)
             continue
-        services.queue.enqueue(jobs.RESUME_JOB, fanout_id, token, at_front=True,
-                               result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
+        enqueue_resume(services.queue, fanout_id, token)
         resumed.append(fanout_id)
     return resumed
 
 
-def requeue_overdue(services, now_ms: int | None = None) -> list[str]:
+def requeue_overdue(services: Services, now_ms: int | None = None) -> list[str]:
     """Enqueue the delivery job again for pending changes that no job claimed in time."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     topics = services.store.overdue_pending(now_ms, now_ms + CLAIM_GRACE_MS)
@@ -85,7 +100,7 @@ def requeue_overdue(services, now_ms: int | None = None) -> list[str]:
     return topics
 
 
-def _housekeeping(stop: threading.Event, services, name: str, deliverer) -> None:
+def _housekeeping(stop: threading.Event, services: Services, name: str, deliverer: Deliverer | None) -> None:
     failing = False
     while not stop.is_set():
         try:
@@ -118,7 +133,7 @@ def enqueue_due_jobs(queue) -> int:
     return len(job_ids)
 
 
-def _scheduler(stop: threading.Event, services, name: str) -> None:
+def _scheduler(stop: threading.Event, services: Services, name: str) -> None:
     """Enqueue due delayed jobs, one worker at a time: the one holding RQ's scheduler lock for the
     queue. The lock lives SCHEDULER_LOCK_SECONDS (RQ's own scheduler keeps it 61 s), so when its
     holder dies another worker (or the restarted one) takes over within seconds."""
@@ -144,9 +159,9 @@ def _scheduler(stop: threading.Event, services, name: str) -> None:
 
 def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     """Work until asked to stop; the exit status (0 only for a requested stop or a finished burst)."""
-    context = jobs.context()
+    context = runtime.context()
     services = context.services
-    name = jobs.process_name()
+    name = runtime.process_name()
     # RQ raises this connection's socket timeout for its blocking dequeue; the short
     # REDIS_SOCKET_TIMEOUT of every other client must not end up on it.
     settings = services.settings
@@ -154,7 +169,7 @@ def run_worker(burst: bool = False, max_jobs: int | None = None) -> int:
     queue = Queue(services.queue.name, connection=connection, serializer=JSONSerializer)
     level = services.settings.log_level
     if burst or max_jobs is not None:
-        worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer, name=name)
+        worker = DavpushWorker([queue], connection=connection, serializer=JSONSerializer, name=name)
         worker.work(with_scheduler=True, burst=burst, max_jobs=max_jobs, logging_level=level)
         return 0
     stop = threading.Event()
@@ -176,7 +191,7 @@ def _work_until_stopped(queue, connection, name: str, level: str, stop: threadin
     pause = 1.0
     generation = 0
     while True:
-        worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer,
+        worker = DavpushWorker([queue], connection=connection, serializer=JSONSerializer,
                               name=name if generation == 0 else f"{name}.{generation}")
         worker.max_connection_wait_time = 5.0  # RQ's dequeue retries; reconnect soon after an outage
         started = time.monotonic()
@@ -184,7 +199,7 @@ def _work_until_stopped(queue, connection, name: str, level: str, stop: threadin
             worker.work(burst=False, logging_level=level)
         except redis.RedisError as error:  # e.g. from RQ's teardown while Redis is away
             log(logger, logging.WARNING, "the work loop lost Redis", error=type(error).__name__)
-        if worker._shutdown_requested_date is not None or stop.is_set():
+        if worker.stop_requested or stop.is_set():
             return 0
         # RQ ended its loop by itself (a Redis timeout or error): not a reason to exit.
         _stop_on_signals(stop)

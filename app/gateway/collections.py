@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from .nextcloud import paths as nextcloud_paths
+from ..nextcloud import paths as nextcloud_paths
 
 
 class CollectionResolver:
@@ -37,13 +37,6 @@ class CollectionResolver:
         reported; without it a shared-view name is taken literally (see nextcloud/paths.py)."""
         segments = self.segments(url_or_path)
         return None if segments is None else self.key_for_segments(segments, owner_principal)
-
-    def parent_key(self, url_or_path: str) -> str | None:
-        """Canonical key of the collection that contains the resource at this URL."""
-        segments = self.segments(url_or_path)
-        if not segments or len(segments) < 2:
-            return None
-        return self.key_for_segments(segments[:-1])
 
     def claimed_key(self, url_or_path: str) -> str | None:
         """The owner's key a shared-view name claims, unverified (see nextcloud_paths.claimed_key)."""

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from ..net.ssrf import BlockedEndpoint, IPNetwork, check_shape
+from ..nextcloud import paths as nextcloud_paths
 from .config_sources import SourceError, is_placeholder, read_file, value_or_file
-from .delivery.ssrf import BlockedEndpoint, check_shape
 from .redis_connect import RedisUrlError, check_url
-from .nextcloud import paths as nextcloud_paths
 
 # Push services built for heavy fan-in from one sender get more requests in flight
 # than PUSH_PER_ORIGIN_CONCURRENCY; small self-hosted ones keep the low default.
@@ -43,7 +43,7 @@ class Settings:
     upstream_timeout: float = 300.0
     upstream_verify_tls: bool = True
     push_allow_http: bool = False
-    push_allowed_networks: tuple = ()
+    push_allowed_networks: tuple[IPNetwork, ...] = ()
     subscription_max_days: int = 7
     push_max_subscriptions_per_user: int = 250
     push_ttl: int = 86400
@@ -165,7 +165,7 @@ def _vapid_subject(env: Mapping[str, str]) -> str:
     value = _required(env, "VAPID_SUBJECT", "contact for push services, mailto:admin@example.com or an https: URL")
     if not (value.startswith("mailto:") and "@" in value) and not value.startswith("https://"):
         raise ConfigError(f"VAPID_SUBJECT={value!r} must be a mailto: address or an https: URL")
-    from .delivery.vapid import subject_accepted
+    from ..delivery.vapid import subject_accepted
 
     if not subject_accepted(value):
         raise ConfigError(f"VAPID_SUBJECT={value!r} cannot be signed: use mailto:you@example.com "
@@ -176,7 +176,7 @@ def _vapid_subject(env: Mapping[str, str]) -> str:
 def vapid_key_from(env: Mapping[str, str]) -> tuple[str, str]:
     """(the key as PKCS#8 PEM, its file or ""): from VAPID_PRIVATE_KEY (PEM text or base64url raw
     key, for platforms without a persistent disk) or VAPID_PRIVATE_KEY_FILE, exactly one of them."""
-    from .delivery.vapid import VapidKeyError, key_pem, parse_key
+    from ..delivery.vapid import VapidKeyError, key_pem, parse_key
 
     direct = env.get("VAPID_PRIVATE_KEY", "").strip()
     path = env.get("VAPID_PRIVATE_KEY_FILE", "").strip()
@@ -234,7 +234,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     vapid_pem, vapid_file = vapid_key_from(env)
     settings = Settings(
         redis_url=_redis_url(env),
-        upstream_url=_http_url(env, "UPSTREAM_URL", "Nextcloud's internal address that davpush forwards to, e.g. http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush)"),
+        upstream_url=_http_url(env, "UPSTREAM_URL", "Nextcloud's internal address that davpush forwards to, e.g. "
+                               "http://127.0.0.1:8080 (not the public vhost that routes /remote.php/dav/ to davpush)"),
         public_url=_http_url(env, "PUBLIC_URL", "external base URL clients use, e.g. https://cloud.example.com"),
         webhook_secret=_secret(env, "WEBHOOK_SECRET", "shared secret of the Nextcloud webhooks", 16),
         vapid_private_key_file=vapid_file,
@@ -279,7 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def _proxy(env: Mapping[str, str]) -> str:
     """PUSH_PROXY (or PUSH_PROXY_FILE): http(s)://[user:password@]host:port; errors never echo it."""
-    from .delivery.egress_proxy import ProxyURLError, parse_proxy_url
+    from ..delivery.egress_proxy import ProxyURLError, parse_proxy_url
 
     try:
         value, source = value_or_file(env, "PUSH_PROXY")

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 MAX_ENDPOINT_BYTES = 1000
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # IANA "IPv4 Special-Purpose Address Registry" and "IPv6 Special-Purpose Address Registry"
 # (iana.org/assignments/iana-ipv4-special-registry, …/iana-ipv6-special-registry), every entry,
@@ -111,6 +114,11 @@ class BlockedEndpoint(ValueError):
     """The endpoint is not acceptable; str() says why, without echoing the URL."""
 
 
+class UnresolvableHost(BlockedEndpoint):
+    """The endpoint's host name does not resolve (now): refused at registration, while at send
+    time a push to it is retried, as DNS trouble may pass."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     scheme: str
@@ -148,7 +156,7 @@ def check_shape(url: str, *, allow_http: bool) -> Endpoint:
     return Endpoint(parts.scheme, parts.hostname.lower(), port or default)
 
 
-def refusal(address: str, allowed_networks: tuple = ()) -> str | None:
+def refusal(address: str, allowed_networks: tuple[IPNetwork, ...] = ()) -> str | None:
     """Why the service must not connect to this address (see the module's rules), or None."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if any(ip in network for network in allowed_networks):
@@ -172,7 +180,7 @@ def refusal(address: str, allowed_networks: tuple = ()) -> str | None:
     return None if ip.is_global else "a non-public address"
 
 
-def address_allowed(address: str, allowed_networks: tuple = ()) -> bool:
+def address_allowed(address: str, allowed_networks: tuple[IPNetwork, ...] = ()) -> bool:
     return refusal(address, allowed_networks) is None
 
 
@@ -194,7 +202,7 @@ def _low_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
 
-def _tunnelled_ipv4(ip: ipaddress.IPv6Address):
+def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str, IPNetwork] | None:
     """(embedded IPv4, form, network) for the refused tunnel and local-translation forms."""
     if ip in _LOCAL_NAT64:
         return _low_ipv4(ip), "local-use NAT64", _LOCAL_NAT64
@@ -205,7 +213,8 @@ def _tunnelled_ipv4(ip: ipaddress.IPv6Address):
     return None
 
 
-def resolve(endpoint: Endpoint, allowed_networks: tuple = (), resolver=socket.getaddrinfo) -> list[str]:
+def resolve(endpoint: Endpoint, allowed_networks: tuple[IPNetwork, ...] = (),
+            resolver: Callable[..., Any] = socket.getaddrinfo) -> list[str]:
     """Addresses of the endpoint, all of which pass the guard; raises if any does not.
 
     Refusing the whole name when one address is private stops a DNS answer from
@@ -214,7 +223,7 @@ def resolve(endpoint: Endpoint, allowed_networks: tuple = (), resolver=socket.ge
     try:
         infos = resolver(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        raise BlockedEndpoint("the push-resource host name does not resolve") from None
+        raise UnresolvableHost("the push-resource host name does not resolve") from None
     addresses = []
     for info in infos:
         address = info[4][0]
@@ -227,11 +236,11 @@ def resolve(endpoint: Endpoint, allowed_networks: tuple = (), resolver=socket.ge
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise BlockedEndpoint("the push-resource host name does not resolve")
+        raise UnresolvableHost("the push-resource host name does not resolve")
     return addresses
 
 
-def check_endpoint(url: str, *, allow_http: bool, allowed_networks: tuple = ()) -> Endpoint:
+def check_endpoint(url: str, *, allow_http: bool, allowed_networks: tuple[IPNetwork, ...] = ()) -> Endpoint:
     """The full registration-time check: shape plus resolved addresses."""
     endpoint = check_shape(url, allow_http=allow_http)
     resolve(endpoint, allowed_networks)

@@ -4,18 +4,22 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING
 
 import redis
 
-from .config import ConfigError, load_settings
-from .gateway.upstream import UpstreamLoop, UpstreamUnavailable
+from ..core.config import ConfigError, load_settings
+from ..gateway.upstream import UpstreamLoop, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 WORKER_STALE_SECONDS = 60
 CHECK_SECONDS = 1.5  # each check's bound; /push/healthz answers within about that
 
 
-def check_redis(services) -> tuple[bool, str]:
-    from .redis_connect import redis_address, redis_cause
+def check_redis(services: Services) -> tuple[bool, str]:
+    from ..core.redis_connect import redis_address, redis_cause
 
     where = redis_address(services.settings.redis_url)
     try:
@@ -25,12 +29,12 @@ def check_redis(services) -> tuple[bool, str]:
         return False, f"{where} unreachable: {redis_cause(error)}"
 
 
-def check_vapid(services) -> tuple[bool, str]:
+def check_vapid(services: Services) -> tuple[bool, str]:
     key = services.signer.public_key
     return len(key) == 87, f"public key {key[:12]}…"
 
 
-def check_upstream(services) -> tuple[bool, str]:
+def check_upstream(services: Services) -> tuple[bool, str]:
     where = services.settings.upstream_url
     root = (services.settings.dav_prefix or "") + "/"
     try:
@@ -50,7 +54,7 @@ def check_upstream(services) -> tuple[bool, str]:
     return True, f"{where} answers {response.status}"
 
 
-def check_workers(services) -> tuple[bool, str]:
+def check_workers(services: Services) -> tuple[bool, str]:
     try:
         beats = services.store.heartbeats()
     except redis.RedisError:
@@ -62,7 +66,7 @@ def check_workers(services) -> tuple[bool, str]:
 CHECKS = (("redis", check_redis), ("vapid_key", check_vapid), ("upstream", check_upstream), ("workers", check_workers))
 
 
-def collect(services, only: tuple = ()) -> dict:
+def collect(services: Services, only: tuple = ()) -> dict:
     """Every check at once, each bounded: the answer comes within CHECK_SECONDS (plus a little)
     whatever hangs (Redis, upstream); a check that did not finish in time fails as "timed out"."""
     chosen = [(name, check) for name, check in CHECKS if not only or name in only]
@@ -89,7 +93,7 @@ ADVISORY_CHECKS = ("workers",)
 
 def run_checks(out, only: tuple = ()) -> int:
     """`davpush check`: one line per check; exit 0 only when every required check passes."""
-    from .services import build_services
+    from ..core.services import build_services
 
     try:
         settings = load_settings()

@@ -1,41 +1,19 @@
-"""Subscriptions, pending changes and counters in Redis.
+"""Subscriptions, pending changes, fan-outs and counters in Redis.
 
-This module is the only place that knows the key schema (all keys start with
-the configured prefix, "dp:" by default):
-
-  {p}sub:<id>             hash    one subscription (see Subscription.to_fields)
-  {p}topic:<topic>        zset    subscription ids of a topic, scored by expiry
-  {p}expiry               zset    every subscription id, scored by expiry
-  {p}dedupe               hash    sha256(user, collection, push-resource) -> id
-  {p}user:<sha256(user)>  zset    subscription ids of one user, scored by expiry: the per-user cap
-                                  (subscriptions stored before this index existed join it when renewed)
-  {p}pending:<topic>      hash    the merged change waiting for its delivery job
-  {p}due                  zset    topic -> ms by which a delivery job should have claimed its
-                                  pending change (a watchdog re-enqueues the job after that)
-  {p}fanout:<id>          hash    a fan-out being delivered: the change (or retry) and its owner
-  {p}fanout:<id>:done     set     subscription ids whose push of that fan-out has an outcome
-  {p}fanouts              zset    fan-out id -> ms at which its owner's lease ends
-  {p}last:<topic>         string  ms timestamp of the last delivery start (rate limit)
-  {p}delivered:<topic>    string  highest sync-token number delivered (stale-event filter)
-  {p}seen:<sha256>        string  webhook bodies already accepted (duplicate filter)
-  {p}metrics              hash    counters shared by all processes
-  {p}lock:<name>          string  short-lived locks (periodic purge)
-  {p}heartbeat:<worker>   string  worker liveness, with a TTL
-  {p}slots:<origin>       zset    worker -> ms its lease on that push service's request slots ends
-  {p}slots:<origin>:n     hash    worker -> how many of the origin's slots it holds (PUSH_ORIGIN
-                                  limits across all worker processes together)
-
-Scripts need every key on one node: Redis Cluster is not supported.
+The key names are in keys.py (Keys), the one place that knows them; this module is the only one
+that reads and writes them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 
-from .protocol.subscription import Change, Subscription, sync_token_number
+from ..protocol.subscription import Change, Subscription, sync_token_number
+from .keys import Keys
 
 FANOUT_TTL = 7 * 86400  # a fan-out record outlives any retry schedule, then goes away by itself
 
@@ -264,7 +242,7 @@ return grant
 class Store:
     def __init__(self, client: redis.Redis, prefix: str = "dp:"):
         self.redis = client
-        self.p = prefix
+        self.keys = Keys(prefix)
         self._upsert = client.register_script(_UPSERT)
         self._delete = client.register_script(_DELETE)
         self._set_if_exists = client.register_script(_SET_IF_EXISTS)
@@ -279,30 +257,8 @@ class Store:
         self._max_number = client.register_script(_MAX_NUMBER)
 
     # -- keys -----------------------------------------------------------------
-    def _sub(self, sub_id: str) -> str:
-        return f"{self.p}sub:{sub_id}"
-
-    def _topic(self, topic: str) -> str:
-        return f"{self.p}topic:{topic}"
-
-    @property
-    def _expiry(self) -> str:
-        return f"{self.p}expiry"
-
-    @property
-    def _dedupe(self) -> str:
-        return f"{self.p}dedupe"
-
-    @staticmethod
-    def dedupe_field(user: str, collection: str, push_resource: str) -> str:
-        return hashlib.sha256(f"{user}\x00{collection}\x00{push_resource}".encode()).hexdigest()[:32]
-
-    @staticmethod
-    def user_field(user: str) -> str:
-        return hashlib.sha256(user.encode()).hexdigest()[:32]
-
-    def _user(self, user_field: str) -> str:
-        return f"{self.p}user:{user_field}"
+    dedupe_field = staticmethod(Keys.dedupe_field)
+    user_field = staticmethod(Keys.user_field)
 
     # -- subscriptions ----------------------------------------------------------
     def upsert(self, subscription: Subscription, now: float | None = None, limit: int = 0) -> tuple[str, bool, str]:
@@ -315,10 +271,11 @@ class Store:
         dk = self.dedupe_field(subscription.user, subscription.collection, subscription.push_resource)
         uk = self.user_field(subscription.user)
         fields = dict(subscription.to_fields(), dk=dk, uk=uk)
-        args = [dk, subscription.id, f"{self.p}sub:", subscription.expires, now, f"{self.p}topic:", limit]
+        args: list[str | int | float] = [dk, subscription.id, self.keys.sub_prefix, subscription.expires, now,
+                                         self.keys.topic_prefix, limit]
         for name, value in fields.items():
             args.extend((name, value))
-        keys = [self._dedupe, self._expiry, self._topic(subscription.topic), self._sub(subscription.id), self._user(uk)]
+        keys = [self.keys.dedupe, self.keys.expiry, self.keys.topic(subscription.topic), self.keys.sub(subscription.id), self.keys.user(uk)]
         sub_id, created, location = self._upsert(keys=keys, args=args)
         if created == -1:
             raise SubscriptionLimitReached(limit)
@@ -326,7 +283,7 @@ class Store:
 
     def get(self, sub_id: str, now: float | None = None) -> Subscription | None:
         """A live subscription, or None when unknown or expired."""
-        fields = self.redis.hgetall(self._sub(sub_id))
+        fields = self.redis.hgetall(self.keys.sub(sub_id))
         if not fields:
             return None
         subscription = Subscription.from_fields(fields)
@@ -335,24 +292,24 @@ class Store:
         return subscription
 
     def delete(self, sub_id: str) -> bool:
-        return bool(self._delete(keys=[self._sub(sub_id), self._expiry, self._dedupe],
-                                 args=[sub_id, f"{self.p}topic:", f"{self.p}user:"]))
+        return bool(self._delete(keys=[self.keys.sub(sub_id), self.keys.expiry, self.keys.dedupe],
+                                 args=[sub_id, self.keys.topic_prefix, self.keys.user_prefix]))
 
     def live_for_topic(self, topic: str, now: float | None = None) -> list[Subscription]:
         now = time.time() if now is None else now
-        ids = self.redis.zrangebyscore(self._topic(topic), f"({int(now)}", "+inf")
+        ids = self.redis.zrangebyscore(self.keys.topic(topic), f"({int(now)}", "+inf")
         return self._load(ids, now)
 
     def has_live(self, topic: str, now: float | None = None) -> bool:
         now = time.time() if now is None else now
-        return self.redis.zcount(self._topic(topic), f"({int(now)}", "+inf") > 0
+        return self.redis.zcount(self.keys.topic(topic), f"({int(now)}", "+inf") > 0
 
-    def _load(self, ids, now: float) -> list[Subscription]:
+    def _load(self, ids: Iterable[Any], now: float) -> list[Subscription]:
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in ids:
-            pipe.hgetall(self._sub(_text(sub_id)))
+            pipe.hgetall(self.keys.sub(_text(sub_id)))
         subscriptions = []
         for fields in pipe.execute():
             if fields:
@@ -361,41 +318,41 @@ class Store:
                     subscriptions.append(subscription)
         return subscriptions
 
-    def by_ids(self, ids, now: float | None = None) -> list[Subscription]:
+    def by_ids(self, ids: Iterable[str], now: float | None = None) -> list[Subscription]:
         return self._load(list(ids), time.time() if now is None else now)
 
-    def record_success(self, ids, when: int | None = None) -> None:
+    def record_success(self, ids: Iterable[str], when: int | None = None) -> None:
         ids = list(ids)
         if ids:
-            self._set_if_exists(keys=[self._sub(i) for i in ids], args=["last_success", when or int(time.time())])
+            self._set_if_exists(keys=[self.keys.sub(i) for i in ids], args=["last_success", when or int(time.time())])
 
     def drop_topic(self, topic: str) -> int:
         """Forget a deleted collection: its subscriptions and its delivered sync-token."""
-        ids = [_text(i) for i in self.redis.zrange(self._topic(topic), 0, -1)]
+        ids = [_text(i) for i in self.redis.zrange(self.keys.topic(topic), 0, -1)]
         for sub_id in ids:
             self.delete(sub_id)
-        self.redis.delete(self._topic(topic), f"{self.p}delivered:{topic}")
+        self.redis.delete(self.keys.topic(topic), self.keys.delivered(topic))
         return len(ids)
 
     def purge_expired(self, now: float | None = None, batch: int = 1000) -> int:
         now = time.time() if now is None else now
         removed = 0
         while True:
-            ids = self.redis.zrangebyscore(self._expiry, "-inf", int(now), start=0, num=batch)
+            ids = self.redis.zrangebyscore(self.keys.expiry, "-inf", int(now), start=0, num=batch)
             if not ids:
                 return removed
             for sub_id in ids:
                 sub_id = _text(sub_id)
                 if not self.delete(sub_id):
-                    self.redis.zrem(self._expiry, sub_id)
+                    self.redis.zrem(self.keys.expiry, sub_id)
                 removed += 1
 
-    def iter_subscriptions(self, now: float | None = None, include_expired: bool = False):
+    def iter_subscriptions(self, now: float | None = None, include_expired: bool = False) -> Iterator[Subscription]:
         now = time.time() if now is None else now
         low = "-inf" if include_expired else f"({int(now)}"
         offset = 0
         while True:
-            ids = self.redis.zrangebyscore(self._expiry, low, "+inf", start=offset, num=500)
+            ids = self.redis.zrangebyscore(self.keys.expiry, low, "+inf", start=offset, num=500)
             if not ids:
                 return
             offset += len(ids)
@@ -403,10 +360,10 @@ class Store:
 
     def count_live(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
-        return self.redis.zcount(self._expiry, f"({int(now)}", "+inf")
+        return self.redis.zcount(self.keys.expiry, f"({int(now)}", "+inf")
 
     def count_all(self) -> int:
-        return self.redis.zcard(self._expiry)
+        return self.redis.zcard(self.keys.expiry)
 
     # -- pending changes (coalescing) ---------------------------------------------
     def merge_pending(self, change: Change, ttl: int = 3600, due_ms: int | None = None) -> bool:
@@ -416,7 +373,7 @@ class Store:
         if due_ms is None:
             due_ms = int(time.time() * 1000) + 30_000
         created = self._merge(
-            keys=[f"{self.p}pending:{change.topic}", self._due],
+            keys=[self.keys.pending(change.topic), self.keys.due],
             args=[
                 change.content_depth or "",
                 "1" if change.property_update else "0",
@@ -436,119 +393,102 @@ class Store:
 
     def take_pending(self, topic: str) -> Change | None:
         """Remove and return a topic's pending change (nobody will deliver it)."""
-        flat = self._take(keys=[f"{self.p}pending:{topic}", self._due], args=[topic])
+        flat = self._take(keys=[self.keys.pending(topic), self.keys.due], args=[topic])
         return change_from_fields(topic, _pairs(flat)) if flat else None
 
     def claim_pending(self, topic: str, fanout_id: str, owner: str, lease_until_ms: int) -> Change | None:
         """Turn the topic's pending change into a fan-out owned by `owner` (None: nothing pending)."""
         flat = self._claim(
-            keys=[f"{self.p}pending:{topic}", self._due, self._fanout(fanout_id), self._fanouts],
+            keys=[self.keys.pending(topic), self.keys.due, self.keys.fanout(fanout_id), self.keys.fanouts],
             args=[topic, fanout_id, owner, lease_until_ms, FANOUT_TTL],
         )
         return change_from_fields(topic, _pairs(flat)) if flat else None
 
     def overdue_pending(self, now_ms: int, next_due_ms: int, limit: int = 100) -> list[str]:
         """Topics whose pending change no job claimed in time; their deadline moves to next_due_ms."""
-        topics = [_text(t) for t in self.redis.zrangebyscore(self._due, "-inf", now_ms, start=0, num=limit)]
-        return [t for t in topics if self._overdue(keys=[f"{self.p}pending:{t}", self._due], args=[t, next_due_ms])]
+        topics = [_text(t) for t in self.redis.zrangebyscore(self.keys.due, "-inf", now_ms, start=0, num=limit)]
+        return [t for t in topics if self._overdue(keys=[self.keys.pending(t), self.keys.due], args=[t, next_due_ms])]
 
     # -- fan-outs in progress (at-least-once delivery) ------------------------------
-    @property
-    def _fanouts(self) -> str:
-        return f"{self.p}fanouts"
-
-    @property
-    def _due(self) -> str:
-        return f"{self.p}due"
-
-    def _fanout(self, fanout_id: str) -> str:
-        return f"{self.p}fanout:{fanout_id}"
-
-    def start_fanout(self, fanout_id: str, fields: dict, owner: str, lease_until_ms: int) -> None:
+    def start_fanout(self, fanout_id: str, fields: dict[str, Any], owner: str, lease_until_ms: int) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._fanout(fanout_id), mapping={**fields, "owner": owner, "resumes": 0})
-        pipe.expire(self._fanout(fanout_id), FANOUT_TTL)
-        pipe.zadd(self._fanouts, {fanout_id: lease_until_ms})
+        record: dict[Any, Any] = {**fields, "owner": owner, "resumes": 0}
+        pipe.hset(self.keys.fanout(fanout_id), mapping=record)
+        pipe.expire(self.keys.fanout(fanout_id), FANOUT_TTL)
+        pipe.zadd(self.keys.fanouts, {fanout_id: lease_until_ms})
         pipe.execute()
 
-    def fanout_progress(self, fanout_id: str, done_ids) -> None:
+    def fanout_progress(self, fanout_id: str, done_ids: Iterable[str]) -> None:
         """Record the subscriptions whose push has an outcome (they are skipped on resume)."""
         done_ids = list(done_ids)
         if done_ids:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.sadd(f"{self._fanout(fanout_id)}:done", *done_ids)
-            pipe.expire(f"{self._fanout(fanout_id)}:done", FANOUT_TTL)
+            pipe.sadd(self.keys.fanout_done(fanout_id), *done_ids)
+            pipe.expire(self.keys.fanout_done(fanout_id), FANOUT_TTL)
             pipe.execute()
 
     def finish_fanout(self, fanout_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self._fanout(fanout_id), f"{self._fanout(fanout_id)}:done")
-        pipe.zrem(self._fanouts, fanout_id)
+        pipe.delete(self.keys.fanout(fanout_id), self.keys.fanout_done(fanout_id))
+        pipe.zrem(self.keys.fanouts, fanout_id)
         pipe.execute()
 
-    def renew_fanouts(self, fanout_ids, owner: str, lease_until_ms: int) -> int:
+    def renew_fanouts(self, fanout_ids: Iterable[str], owner: str, lease_until_ms: int) -> int:
         fanout_ids = list(fanout_ids)
         if not fanout_ids:
             return 0
-        keys = [self._fanouts, *(self._fanout(i) for i in fanout_ids)]
+        keys = [self.keys.fanouts, *(self.keys.fanout(i) for i in fanout_ids)]
         return int(self._renew(keys=keys, args=[owner, lease_until_ms, *fanout_ids]))
 
     def abandoned_fanouts(self, now_ms: int, limit: int = 100) -> list[str]:
-        return [_text(i) for i in self.redis.zrangebyscore(self._fanouts, "-inf", now_ms, start=0, num=limit)]
+        return [_text(i) for i in self.redis.zrangebyscore(self.keys.fanouts, "-inf", now_ms, start=0, num=limit)]
 
     def reclaim_fanout(self, fanout_id: str, now_ms: int, token: str, lease_until_ms: int) -> int | None:
         """Give an abandoned fan-out to `token`; the number of times it was resumed, or None."""
-        resumes = self._reclaim(keys=[self._fanouts, self._fanout(fanout_id)],
+        resumes = self._reclaim(keys=[self.keys.fanouts, self.keys.fanout(fanout_id)],
                                 args=[fanout_id, now_ms, token, lease_until_ms])
         return None if resumes is None else int(resumes)
 
-    def take_over_fanout(self, fanout_id: str, token: str, owner: str, lease_until_ms: int) -> dict | None:
+    def take_over_fanout(self, fanout_id: str, token: str, owner: str, lease_until_ms: int) -> dict[str, str] | None:
         """The fan-out's record, now owned by `owner`, if it was still handed to `token`."""
-        flat = self._take_over(keys=[self._fanouts, self._fanout(fanout_id)], args=[fanout_id, token, owner, lease_until_ms])
+        flat = self._take_over(keys=[self.keys.fanouts, self.keys.fanout(fanout_id)], args=[fanout_id, token, owner, lease_until_ms])
         return _pairs(flat) if flat else None
 
     def fanout_done(self, fanout_id: str) -> set[str]:
-        return {_text(i) for i in self.redis.smembers(f"{self._fanout(fanout_id)}:done")}
+        return {_text(i) for i in self.redis.smembers(self.keys.fanout_done(fanout_id))}
 
     def fanout_count(self) -> int:
-        return self.redis.zcard(self._fanouts)
-
-    def pending_exists(self, topic: str) -> bool:
-        return bool(self.redis.exists(f"{self.p}pending:{topic}"))
-
-    def any_pending(self) -> bool:
-        """Whether any topic has a change waiting (a SCAN: for checks and tests, not hot paths)."""
-        return next(self.redis.scan_iter(match=f"{self.p}pending:*", count=1000), None) is not None
+        return self.redis.zcard(self.keys.fanouts)
 
     def last_delivery_ms(self, topic: str) -> int:
-        return int(self.redis.get(f"{self.p}last:{topic}") or 0)
+        return int(self.redis.get(self.keys.last_delivery(topic)) or 0)
 
     def mark_delivery_start(self, topic: str, when_ms: int, keep_seconds: int = 3600) -> None:
-        self.redis.set(f"{self.p}last:{topic}", when_ms, ex=keep_seconds)
+        self.redis.set(self.keys.last_delivery(topic), when_ms, ex=keep_seconds)
 
     def delivered_token(self, topic: str) -> int | None:
-        value = self.redis.get(f"{self.p}delivered:{topic}")
+        value = self.redis.get(self.keys.delivered(topic))
         return None if value is None else int(value)
 
     def mark_delivered_token(self, topic: str, number: int, keep_seconds: int = 7 * 86400) -> None:
-        self._max_number(keys=[f"{self.p}delivered:{topic}"], args=[number, keep_seconds])
+        self._max_number(keys=[self.keys.delivered(topic)], args=[number, keep_seconds])
 
     def first_sighting(self, fingerprint: str, keep_seconds: int = 3600) -> bool:
         """True the first time a fingerprint is seen within keep_seconds."""
-        return bool(self.redis.set(f"{self.p}seen:{fingerprint}", 1, nx=True, ex=keep_seconds))
+        return bool(self.redis.set(self.keys.seen(fingerprint), 1, nx=True, ex=keep_seconds))
 
     # -- shared counters ---------------------------------------------------------
     def count(self, name: str, amount: int = 1) -> None:
-        self.redis.hincrby(f"{self.p}metrics", name, amount)
+        self.redis.hincrby(self.keys.metrics, name, amount)
 
     def count_many(self, tallies: dict[str, int]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for name, amount in tallies.items():
-            pipe.hincrby(f"{self.p}metrics", name, amount)
+            pipe.hincrby(self.keys.metrics, name, amount)
         pipe.execute()
 
     def counters(self) -> dict[str, int]:
-        return {_text(k): int(v) for k, v in self.redis.hgetall(f"{self.p}metrics").items()}
+        return {_text(k): int(v) for k, v in self.redis.hgetall(self.keys.metrics).items()}
 
     # -- request slots per push service, shared by all workers -----------------------------
     def lease_origin_slots(self, origin: str, worker: str, wanted: int, limit: int, lease_ms: int,
@@ -556,24 +496,24 @@ class Store:
         """Hold up to `wanted` of `origin`'s `limit` slots for `lease_ms` (0 wanted gives them back);
         the number granted, which may be less than asked while other workers hold slots."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        key = f"{self.p}slots:{origin}"
-        return int(self._lease_slots(keys=[key, f"{key}:n"], args=[worker, wanted, limit, now_ms, now_ms + lease_ms, lease_ms]))
+        return int(self._lease_slots(keys=[self.keys.slots(origin), self.keys.slot_counts(origin)],
+                                     args=[worker, wanted, limit, now_ms, now_ms + lease_ms, lease_ms]))
 
     def try_lock(self, name: str, seconds: int) -> bool:
-        return bool(self.redis.set(f"{self.p}lock:{name}", 1, nx=True, ex=seconds))
+        return bool(self.redis.set(self.keys.lock(name), 1, nx=True, ex=seconds))
 
     def heartbeat(self, worker: str, seconds: int = 60) -> None:
-        self.redis.set(f"{self.p}heartbeat:{worker}", int(time.time()), ex=seconds)
+        self.redis.set(self.keys.heartbeat(worker), int(time.time()), ex=seconds)
 
     def heartbeats(self) -> dict[str, int]:
-        keys = list(self.redis.scan_iter(match=f"{self.p}heartbeat:*", count=100))
+        keys = list(self.redis.scan_iter(match=self.keys.heartbeat("*"), count=100))
         if not keys:
             return {}
         values = self.redis.mget(keys)
-        return {_text(k)[len(f"{self.p}heartbeat:"):]: int(v) for k, v in zip(keys, values) if v is not None}
+        return {_text(k)[len(self.keys.heartbeat("")):]: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
-def _pairs(flat) -> dict[str, str]:
+def _pairs(flat: list[str | bytes]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
@@ -593,6 +533,6 @@ def change_from_fields(topic: str, f: dict[str, str]) -> Change:
 
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
 

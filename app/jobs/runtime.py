@@ -1,5 +1,8 @@
-"""RQ entry points. Workers run jobs in-process (SimpleWorker), so the sender's
-connection pools and the VAPID header cache live across jobs."""
+"""The worker process's context for RQ jobs: its services, push sender and deliverer.
+
+Workers run jobs in-process (SimpleWorker), so the sender's connection pools and the VAPID header
+cache live across jobs. The entry points (app/jobs/__init__.py) look the context up here.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,17 +10,16 @@ import os
 import socket
 import threading
 
-from .config import load_settings
-from .delivery import origin_gate
-from .delivery.deliver import Deliverer
-from .delivery.egress_proxy import parse_proxy_url
-from .delivery.sender import PushSender
-from .logs import log
-from .services import build_services
+from ..core.config import load_settings
+from ..core.logs import log
+from ..core.services import Services, build_services
+from ..delivery import origin_gate
+from ..delivery.deliver import Deliverer
+from ..delivery.egress_proxy import parse_proxy_url
+from ..delivery.sender import PushSender
 
 logger = logging.getLogger("davpush.jobs")
-RESUME_JOB = "app.jobs.resume_fanout"
-_context = None
+_context: WorkerContext | None = None
 _context_lock = threading.Lock()
 
 
@@ -27,7 +29,7 @@ def process_name() -> str:
 
 
 class WorkerContext:
-    def __init__(self, services):
+    def __init__(self, services: Services):
         settings = services.settings
         self.services = services
         self.sender = PushSender(
@@ -43,8 +45,9 @@ class WorkerContext:
             keepalive_timeout=settings.push_keepalive_seconds,
             slot_lease=self._lease_slots,
         )
-        if settings.push_proxy:
-            log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=parse_proxy_url(settings.push_proxy).label)
+        proxy = parse_proxy_url(settings.push_proxy) if settings.push_proxy else None
+        if proxy is not None:
+            log(logger, logging.INFO, "pushes go out through an egress proxy", proxy=proxy.label)
         self.deliverer = Deliverer(services, self.sender, owner=process_name())
         self.pid = os.getpid()
 
@@ -64,27 +67,9 @@ def context() -> WorkerContext:
     return _context
 
 
-def use_context(services) -> WorkerContext:
+def use_context(services: Services) -> WorkerContext:
     """Install a context built from existing services (tests, the demo, benchmarks)."""
     global _context
     _context = WorkerContext(services)
     return _context
 
-
-def deliver_topic(topic: str) -> dict:
-    return context().deliverer.deliver_topic(topic)
-
-
-def retry_pushes(topic: str, plaintext: str, subscription_ids: list, attempt: int, accepted_ms: int, queued_ms: int) -> dict:
-    return context().deliverer.retry(topic, plaintext, subscription_ids, attempt, accepted_ms, queued_ms)
-
-
-def resume_fanout(fanout_id: str, token: str) -> dict:
-    return context().deliverer.resume(fanout_id, token)
-
-
-def purge_expired() -> dict:
-    removed = context().services.store.purge_expired()
-    if removed:
-        logger.info("purged %d expired subscriptions", removed)
-    return {"removed": removed}

@@ -10,26 +10,27 @@ the burst is merged into one trailing push).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from .logs import request_id
-from .metrics_names import counter
-from .protocol.subscription import Change, sync_token_number
+from ..core.logs import request_id
+from ..core.metrics_names import counter
+from ..jobs import enqueue_delivery
+from ..protocol.subscription import Change, is_stale
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.changes")
 
 QUEUED, MERGED, NO_SUBSCRIBERS, STALE = "queued", "merged", "no-subscribers", "stale"
-DELIVERY_JOB = "app.jobs.deliver_topic"
-JOB_OPTIONS = dict(result_ttl=300, failure_ttl=7 * 86400, job_timeout=300)
 # A delivery job that has not claimed its pending change this long after it was due is presumed
 # lost (its worker died between dequeue and claim): the worker's watchdog enqueues it again.
 CLAIM_GRACE_MS = 30_000
 
 
 class ChangeIngestor:
-    def __init__(self, services, clock=time.time):
+    def __init__(self, services: Services, clock=time.time):
         self.services = services
         self.store = services.store
         self.settings = services.settings
@@ -59,11 +60,9 @@ class ChangeIngestor:
 
     def _is_stale(self, change: Change) -> bool:
         """A content-only change whose sync-token was already delivered (duplicate or late)."""
-        number = sync_token_number(change.sync_token)
-        if number is None or change.property_update or change.collection_deleted:
-            return False
-        delivered = self.store.delivered_token(change.topic)
-        return delivered is not None and number <= delivered
+        if change.content_only_token() is None:
+            return False  # no Redis read for changes the rule never drops
+        return is_stale(change, self.store.delivered_token(change.topic))
 
     def _delay_ms(self, topic: str) -> int:
         now_ms = int(self.clock() * 1000)
@@ -73,11 +72,3 @@ class ChangeIngestor:
     def _enqueue(self, topic: str, delay_ms: int) -> None:
         enqueue_delivery(self.services.queue, topic, delay_ms)
 
-
-def enqueue_delivery(queue, topic: str, delay_ms: int = 0) -> None:
-    """The delivery job of a topic's pending change, now or after delay_ms."""
-    job_id = f"deliver-{topic}-{secrets.token_hex(4)}"
-    if delay_ms > 0:
-        queue.enqueue_in(timedelta(milliseconds=delay_ms), DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)
-    else:
-        queue.enqueue(DELIVERY_JOB, topic, job_id=job_id, **JOB_OPTIONS)

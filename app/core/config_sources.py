@@ -6,7 +6,7 @@ import grp
 import os
 import pwd
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class SourceError(Exception):
