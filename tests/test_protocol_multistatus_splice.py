@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from app.collections import CollectionResolver
+from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
 from app.protocol.multistatus_splice import augment_multistatus_stream, is_utf8
 from support.calendar_listing import calendar_listing
