@@ -82,11 +82,12 @@ class Upstream:
 
 
 class Web:
-    def __init__(self, upstream_url: str, port: int, workers: int):
+    def __init__(self, upstream_url: str, port: int, workers: int, cwd: Path = common.ROOT, label: str = "web"):
         env = common.bench_env(UPSTREAM_URL=upstream_url, PUBLIC_URL=f"http://127.0.0.1:{port}", PORT=port,
                                BIND_HOST="127.0.0.1", WEB_CONCURRENCY=workers)
         self.port = port
-        self.proc = common.Proc([common.PYTHON, "-m", "app.cli", "web"], env=env, log_name="gateway-web.log")
+        self.proc = common.Proc([common.PYTHON, "-m", "app.cli", "web"], env=env, log_name=f"gateway-{label}.log",
+                                cwd=cwd)
         common.wait_for_web(self.proc, port)
         deadline = time.time() + 20
         while len(self.workers()) < workers and time.time() < deadline:
@@ -158,7 +159,7 @@ def load(base: str, case: str, seconds: float, count: int | None = None) -> dict
     return json.loads(out)
 
 
-def measure(web: Web, upstream: Upstream, case: str, seconds: float) -> dict:
+def measure(web: Web, upstream: Upstream, case: str, seconds: float, reference: Web | None = None) -> dict:
     per_bytes = CASES[case][5]
     big = case in LARGE
     count = 6 if big else None
@@ -181,6 +182,14 @@ def measure(web: Web, upstream: Upstream, case: str, seconds: float) -> dict:
         result["cpu_ms_per_mb"] = 1000 * cpu / max(proxied["requests"] * per_bytes / MB, 1e-9)
     if peak is not None:
         result["rss_growth_mib"] = web.peak_growth_mib(peak)
+    if reference is not None:
+        base = f"http://127.0.0.1:{reference.port}"
+        load(base, case, min(seconds, 1.0), count=2 if big else None)
+        cpu0 = reference.cpu_seconds()
+        before = load(base, case, seconds, count=count)
+        result["reference_cpu_ms_per_request"] = 1000 * (reference.cpu_seconds() - cpu0) / max(before["requests"], 1)
+        result["reference_rate"] = before["rate"]
+        result["cpu_ratio_to_reference"] = result["cpu_ms_per_request"] / max(result["reference_cpu_ms_per_request"], 1e-9)
     return result
 
 
@@ -191,6 +200,8 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--upstreams", default="fast,nextcloud")
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--reference", default="", help="a checkout of the code before (e.g. a git worktree): "
+                        "its web process is measured in the same run, and the CPU ratio new/reference reported")
     options = parser.parse_args()
     common.clean_bench_db()
     load_before = os.getloadavg()
@@ -201,17 +212,20 @@ def main() -> int:
     for upstream_name in options.upstreams.split(","):
         upstream = Upstream(upstream_name)
         web = Web(upstream.url, common.free_port(), options.web_workers)
+        reference = (Web(upstream.url, common.free_port(), options.web_workers, cwd=Path(options.reference),
+                         label="reference") if options.reference else None)
         table = results["upstreams"][upstream_name] = {}
         try:
             print(f"\n== upstream {upstream_name} ({' '.join(UPSTREAMS[upstream_name]) or 'answers at once'})")
             for case in options.cases.split(","):
                 if upstream_name == "nextcloud" and case in LARGE:
                     continue  # a body stream: the upstream's per-request delay does not matter
-                runs = [measure(web, upstream, case, options.seconds) for _ in range(options.runs)]
+                runs = [measure(web, upstream, case, options.seconds, reference) for _ in range(options.runs)]
                 table[case] = {"runs": runs}
                 summary = {key: statistics.median(r[key] for r in runs)
                            for key in ("cpu_ms_per_request", "cpu_ms_per_mb", "ratio", "direct_rate", "proxied_rate",
-                                       "rss_growth_mib") if key in runs[0] and runs[0][key] is not None}
+                                       "rss_growth_mib", "reference_cpu_ms_per_request", "cpu_ratio_to_reference",
+                                       "reference_rate") if key in runs[0] and runs[0][key] is not None}
                 table[case]["median"] = summary
                 problems = [r for r in runs if r["errors"] or r["non_2xx"] or not r["bytes_equal"]]
                 line = (f"  {case:14s} CPU {summary['cpu_ms_per_request']:.3f} ms/request"
@@ -222,11 +236,16 @@ def main() -> int:
                          f" = {summary['ratio']:.2f}")
                 if "rss_growth_mib" in summary:
                     line += f", peak RSS growth {summary['rss_growth_mib']:.1f} MiB"
+                if "reference_cpu_ms_per_request" in summary:
+                    line += (f"; reference {summary['reference_cpu_ms_per_request']:.3f} ms/request"
+                             f" ({summary['reference_rate']:.0f}/s), CPU ratio {summary['cpu_ratio_to_reference']:.2f}")
                 if problems:
                     line += f"  PROBLEMS: {[(r['errors'], r['non_2xx'], r['bytes_equal']) for r in problems]}"
                 print(line, flush=True)
         finally:
             web.stop()
+            if reference is not None:
+                reference.stop()
             upstream.stop()
     results["load_after"] = os.getloadavg()
     print(f"\nload average after: {results['load_after'][0]:.2f}")
