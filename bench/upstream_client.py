@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
 import requests  # noqa: E402
 import urllib3  # noqa: E402
 
+import common  # noqa: E402
 from app.gateway.upstream_http import Origin, Pool, exchange  # noqa: E402
 
 BODY = (b'<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/>'
