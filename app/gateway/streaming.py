@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from ..core.logs import log
 from ..protocol.xmlsafe import XmlError
 from .answer import Answer
-from .upstream import CHUNK, UpstreamUnavailable
-from .upstream_http import Response, UpstreamError, UpstreamTimeout
+from .upstream import CHUNK, UpstreamUnavailable, reading_answer
+from .upstream_http import Response
 
 logger = logging.getLogger("davpush.gateway")
 
@@ -28,12 +28,8 @@ class StreamAborted(Exception):
 def upstream_body(upstream_response: Response) -> Iterator[bytes]:
     """The decoded body, whatever has arrived at a time; read failures as UpstreamUnavailable."""
     while True:
-        try:
+        with reading_answer():
             data = upstream_response.read1(CHUNK)
-        except UpstreamTimeout:
-            raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
-        except UpstreamError:
-            raise UpstreamUnavailable(502, "the upstream DAV server broke off its answer") from None
         if not data:
             return
         yield data

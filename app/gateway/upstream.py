@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -72,6 +73,17 @@ class UnreadableRequestBody(Exception):
 
     def __init__(self):
         super().__init__("the request body could not be read (malformed chunked encoding or an interrupted upload)")
+
+
+@contextmanager
+def reading_answer() -> Iterator[None]:
+    """Failures while reading upstream's answer, as the UpstreamUnavailable the gateway answers with."""
+    try:
+        yield
+    except UpstreamTimeout:
+        raise UpstreamUnavailable(504, "the upstream DAV server did not answer in time") from None
+    except UpstreamError:
+        raise UpstreamUnavailable(502, "the upstream DAV server broke off its answer") from None
 
 
 def read_client(stream, size: int) -> bytes:
