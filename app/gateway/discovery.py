@@ -6,6 +6,7 @@ upstream (see protocol.multistatus_stream and gateway.streaming), never held who
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from ..protocol import propfind, xmlsafe
 from ..protocol.multistatus_splice import augment_multistatus_stream
@@ -15,13 +16,16 @@ from .answer import Answer
 from .upstream import MAX_MULTISTATUS, UpstreamUnavailable, end_to_end
 from .upstream_http import UpstreamError
 
+if TYPE_CHECKING:
+    from ..core.services import Services
+
 MAX_PROPFIND_REQUEST = 1024 * 1024
 CACHED_REQUEST = 16 * 1024  # PROPFIND bodies up to this size have their reading cached
 COMPLIANCE_TOKEN = "webdav-push"
 UNREADABLE = "the upstream DAV server sent an unreadable multistatus\n"
 
 
-def handle_propfind(services, environ) -> Answer:
+def handle_propfind(services: Services, environ) -> Answer:
     body = proxy.read_prefix(environ, MAX_PROPFIND_REQUEST + 1)
     push_request = None
     if len(body) <= MAX_PROPFIND_REQUEST and propfind.may_request_push_props(body):
@@ -96,7 +100,7 @@ def _prefers_minimal(environ) -> bool:
     return "return=minimal" in prefer.replace(" ", "") or environ.get("HTTP_BRIEF", "").lower() == "t"
 
 
-def handle_options(services, environ) -> Answer:
+def handle_options(services: Services, environ) -> Answer:
     answer = proxy.forward(services.upstream, environ, proxy.request_body(environ))
     values = [v for n, v in answer.headers if n.lower() == "dav"]
     tokens = [token.strip() for value in values for token in value.split(",")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -17,6 +18,9 @@ from . import discovery, proxy, writes
 from .answer import Answer
 from .loop import LOOP_STATUS
 from .upstream import UnreadableRequestBody, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from ..core.services import Services
 
 logger = logging.getLogger("davpush.gateway")
 LOOP_WARNING_INTERVAL = 60.0  # seconds between warnings about the same misconfiguration, per process
@@ -33,7 +37,7 @@ FLASK_METHODS = frozenset(("POST",))  # answered by the blueprint (registration)
 class DavLane:
     """WSGI middleware in front of the Flask app."""
 
-    def __init__(self, flask_wsgi, services):
+    def __init__(self, flask_wsgi, services: Services):
         self.flask_wsgi = flask_wsgi
         self.services = services
         self.prefix = services.settings.dav_prefix
@@ -59,7 +63,7 @@ class DavLane:
         return answer(environ, start_response)
 
 
-def answer_dav(services, environ) -> Answer:
+def answer_dav(services: Services, environ) -> Answer:
     """The answer to a DAV request (any method but POST)."""
     looped = refuse_looped_request(services, environ)
     if looped is not None:
@@ -84,7 +88,7 @@ def answer_dav(services, environ) -> Answer:
     return answer
 
 
-def observe_write(services, environ, answer: Answer) -> None:
+def observe_write(services: Services, environ, answer: Answer) -> None:
     """A successful write becomes a change event once the answer has been sent (see writes.py)."""
     method = environ["REQUEST_METHOD"]
     if method in writes.WRITE_METHODS and 200 <= answer.status < 300:
@@ -92,7 +96,7 @@ def observe_write(services, environ, answer: Answer) -> None:
         answer.call_on_close(lambda: writes.run_safely(services, observed))
 
 
-def refuse_looped_request(services, environ) -> Answer | None:
+def refuse_looped_request(services: Services, environ) -> Answer | None:
     """A request davpush itself forwarded has come back: answer 508 before anything else runs
     (forwarding it again would go round until every connection hangs)."""
     global _last_loop_warning
