@@ -131,8 +131,15 @@ class Web:
 
 
 def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """Seconds on a CPU, all threads: the scheduler's exact figure (schedstat), not utime + stime,
+    which the kernel samples at its tick and so misattributes for short, timer-driven runs."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -149,7 +149,8 @@ class _Splicer:
         self.minimal = minimal
         self.max_bytes = max_bytes
         self._buffer = bytearray()
-        self._base = 0  # absolute offset of _buffer[0]; everything before it has been sent
+        self._base = 0  # absolute offset of _buffer[0]
+        self._sent = 0  # absolute offset up to which the source has been sent (dropped at the next feed)
         self._fed = 0
         self._out: list[bytes] = []
         self._depth = 0
@@ -179,13 +180,16 @@ class _Splicer:
         self._fed += len(data)
         if self._fed > self.max_bytes:
             raise XmlError(f"the XML document is larger than {self.max_bytes} bytes")
+        if self._sent > self._base:  # drop what was sent, once per feed rather than once per response
+            del self._buffer[:self._sent - self._base]
+            self._base = self._sent
         self._buffer += data
         self._parse(data)
         if len(self._expat.intern) > MAX_NAMES:
             raise XmlError(f"the XML document uses more than {MAX_NAMES} distinct names")
         if self._response is not None and self._fed - self._response.element.start > MAX_RESPONSE_BYTES:
             raise XmlError(f"an element of the XML document is larger than {MAX_RESPONSE_BYTES} bytes")
-        if self._response is None and len(self._buffer) > MAX_RESPONSE_BYTES:
+        if self._response is None and self._fed - self._sent > MAX_RESPONSE_BYTES:
             raise XmlError(f"an element of the XML document is larger than {MAX_RESPONSE_BYTES} bytes")
         return self._take()
 
@@ -214,10 +218,9 @@ class _Splicer:
 
     def _pass_through(self, end: int) -> None:
         """Send the source bytes up to `end` unchanged."""
-        if end > self._base:
-            self._out.append(self._slice(self._base, end))
-            del self._buffer[:end - self._base]
-            self._base = end
+        if end > self._sent:
+            self._out.append(self._slice(self._sent, end))
+            self._sent = end
 
     def _element(self, name: str) -> _Element:
         """A record of the element whose start tag expat just read."""
@@ -384,6 +387,7 @@ class _Splicer:
     def _write_edited(self, element: _Element, cuts: list[tuple[int, int]], inserts: list[tuple[int, bytes]]) -> None:
         edits = sorted([(start, end, b"") for start, end in cuts] + [(at, at, data) for at, data in inserts],
                        key=lambda edit: (edit[0], edit[1]))
+        self._pass_through(element.start)
         position = element.start
         for start, end, data in edits:
             if start > position:
@@ -392,8 +396,7 @@ class _Splicer:
                 self._out.append(data)
             position = max(position, end)
         self._out.append(self._slice(position, element.end))
-        del self._buffer[:element.end - self._base]
-        self._base = element.end
+        self._sent = element.end
 
 
 def _propstat_with(propstats: list[_Propstat], code: int) -> int | None:
@@ -424,7 +427,9 @@ def _facts(response: _Response) -> ResourceFacts | None:
             principal = propstat.owner_principal or ""
         if owner_href is None and E_OWNER in names:
             owner_href = propstat.owner_href or ""
-    return ResourceFacts(urlsplit(response.href).path, kind, principal or owner_href or None)
+    href = response.href
+    path = href if href.startswith("/") and "?" not in href and "#" not in href else urlsplit(href).path
+    return ResourceFacts(path, kind, principal or owner_href or None)
 
 
 @lru_cache(maxsize=64)
