@@ -104,6 +104,7 @@ def test_a_download_arrives_intact_without_growing_the_worker(davpush, gates):
 
 
 def test_an_upload_cut_short_closes_the_connection_and_nothing_hangs(davpush, gates):
+    tracebacks = davpush.log().count("Traceback")
     client = socket.create_connection(("127.0.0.1", davpush.port), timeout=HANG)
     client.sendall(b"PUT /remote.php/dav/files/alice/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH.encode()
                    + b"\r\nContent-Length: %d\r\n\r\n" % SIZE + pattern_bytes(3 * CHUNK))
@@ -114,6 +115,7 @@ def test_an_upload_cut_short_closes_the_connection_and_nothing_hangs(davpush, ga
     assert response.status_code == 200 and response.content == pattern_bytes(10)
     upload = gates.uploads().get(("alice", "cut.bin"))
     assert upload is None or upload.length < SIZE  # never a complete file made of a broken upload
+    assert davpush.log().count("Traceback") == tracebacks, davpush.log()[-3000:]  # a client leaving is no server error
 
 
 def test_small_bodies_take_the_ordinary_path(davpush, gates):
@@ -123,3 +125,18 @@ def test_small_bodies_take_the_ordinary_path(davpush, gates):
     assert response.status_code in (201, 204)
     upload = gates.uploads()[("alice", "small.bin")]
     assert upload.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_client_leaving_a_download_is_not_a_server_error(davpush, gates):
+    before = davpush.log().count("Traceback")
+    client = socket.create_connection(("127.0.0.1", davpush.port), timeout=HANG)
+    client.sendall(b"GET /remote.php/dav/files/alice/big.bin?size=%d HTTP/1.1\r\nHost: x\r\nAuthorization: " % SIZE
+                   + AUTH.encode() + b"\r\n\r\n")
+    received = 0
+    while received < 2 * CHUNK:
+        received += len(client.recv(65536))
+    client.close()  # 22 MiB unread
+    time.sleep(1)
+    response = requests.get(f"{davpush.url}/remote.php/dav/files/alice/big.bin?size=10", auth=ALICE, timeout=HANG)
+    assert response.status_code == 200 and response.content == pattern_bytes(10)
+    assert davpush.log().count("Traceback") == before, davpush.log()[-3000:]  # gunicorn's "[ERROR] Socket error ..."

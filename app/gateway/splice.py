@@ -11,6 +11,7 @@ for its peer holds only its greenlet.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -29,8 +30,9 @@ AVAILABLE = hasattr(os, "splice")
 class SpliceError(OSError):
     """The transfer failed part-way (`reading`: on the source's side): neither connection can be reused."""
 
-    def __init__(self, message: str, *, reading: bool):
-        super().__init__(message)
+    def __init__(self, message: str, *, reading: bool, code: int = errno.EPIPE):
+        # An errno the WSGI server knows: a peer that went away is not a server error to log.
+        super().__init__(code, message)
         self.reading = reading
 
 
@@ -65,7 +67,8 @@ def transfer(source, destination, count: int, *, timeout: float) -> None:
                 _wait(source_fd, readable=True, timeout=timeout)
                 continue
             except OSError as error:
-                raise SpliceError(f"reading failed: {error.strerror}", reading=True) from None
+                raise SpliceError(f"reading failed: {error.strerror}", reading=True,
+                                  code=error.errno or errno.ECONNRESET) from None
             if moved == 0:
                 raise SpliceError("the sender closed the connection early", reading=True)
             remaining -= moved
@@ -75,7 +78,8 @@ def transfer(source, destination, count: int, *, timeout: float) -> None:
                 except BlockingIOError:
                     _wait(destination_fd, readable=False, timeout=timeout)
                 except OSError as error:
-                    raise SpliceError(f"writing failed: {error.strerror}", reading=False) from None
+                    raise SpliceError(f"writing failed: {error.strerror}", reading=False,
+                                      code=error.errno or errno.EPIPE) from None
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -84,7 +88,7 @@ def transfer(source, destination, count: int, *, timeout: float) -> None:
 def _wait(fd: int, *, readable: bool, timeout: float) -> None:
     ready = select.select([fd], [], [], timeout) if readable else select.select([], [fd], [], timeout)
     if not any(ready):
-        raise SpliceTimeout("timed out", reading=readable)
+        raise SpliceTimeout("timed out", reading=readable, code=errno.ETIMEDOUT)
 
 
 class GunicornBody:
