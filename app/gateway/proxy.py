@@ -52,11 +52,6 @@ def request_headers(environ) -> list[tuple[str, str]]:
     return headers
 
 
-def header(environ, name: str) -> str | None:
-    key = name.upper().replace("-", "_")
-    return environ.get(key if key == "CONTENT_TYPE" else "HTTP_" + key)
-
-
 def forward_headers(environ, extra: dict | None = None, drop: tuple = ()) -> list[tuple[str, str]]:
     """The client's end-to-end headers plus X-Forwarded-*, for the upstream request."""
     skip = {"host", "content-length", *(d.lower() for d in drop), *(k.lower() for k in (extra or {}))}

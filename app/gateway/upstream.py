@@ -190,9 +190,6 @@ class Upstream:
         self.path_prefix = urlsplit(self.base_url).path
         self.pool = Pool(Origin.parse(self.base_url), connect_timeout=10.0, verify_tls=verify_tls, size=pool_size)
 
-    def url(self, raw_path_and_query: str) -> str:
-        return self.base_url + raw_path_and_query
-
     def send(self, method: str, raw_path_and_query: str, headers, body=None, timeout: float | None = None) -> Response:
         """The answer, its body unread: read it (read1/read_all) and close() it.
         `headers`: a dict or (name, value) pairs, end-to-end ones only (Host and framing are added)."""

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -202,10 +202,6 @@ class Response:
                 raise UpstreamError("answer too large")
             parts.append(data)
         return b"".join(parts)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while data := self.read1():
-            yield data
 
     def close(self) -> None:
         """Give the connection back if the answer was read to its end, else close it."""
