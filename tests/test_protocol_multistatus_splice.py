@@ -11,7 +11,7 @@ import pytest
 from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
 from app.protocol.multistatus_splice import augment_multistatus_stream, is_utf8
-from support.calendar_listing import calendar_listing
+from support.calendar_listing import calendar_listing, pieces, tracked_pieces
 from support.davxml import DAV, OC
 
 P = "{https://bitfire.at/webdav-push}"
@@ -32,9 +32,6 @@ def describe_with(keys):
 
     return describe
 
-
-def pieces(document: bytes, size: int):
-    return [document[i:i + size] for i in range(0, len(document), size)] or [b""]
 
 
 def spliced(document: bytes, size=4096, requested=ALL_PUSH, injected=INJECTED, minimal=False, keys=None,
@@ -146,14 +143,8 @@ def test_the_facts_come_from_upstreams_answer():
 
 def test_output_follows_input_response_by_response():
     document = calendar_listing(2000)
-    consumed = []
-
-    def chunks():
-        for index, piece in enumerate(pieces(document, 8192)):
-            consumed.append(index)
-            yield piece
-
-    output = augment_multistatus_stream(chunks(), requested=ALL_PUSH, injected=INJECTED, describe=describe_with([]),
+    chunks, consumed = tracked_pieces(document, 8192)
+    output = augment_multistatus_stream(chunks, requested=ALL_PUSH, injected=INJECTED, describe=describe_with([]),
                                         vapid_public_key="K", minimal=False, max_bytes=1 << 25)
     first = next(output)
     assert first.startswith(b"<?xml") and b"<d:response" in first and len(consumed) == 1

@@ -8,7 +8,7 @@ from app.gateway.collections import CollectionResolver
 from app.protocol import propfind, xmlsafe
 from app.protocol.multistatus_stream import rewrite_multistatus
 from app.protocol.xmlstream import RootStart, TopLevelReader
-from support.calendar_listing import calendar_listing
+from support.calendar_listing import calendar_listing, pieces, tracked_pieces
 from support.davxml import DAV, OC
 
 P = "{https://bitfire.at/webdav-push}"
@@ -35,9 +35,6 @@ def edit_with(keys, minimal=False):
                                   vapid_public_key="BKEY", minimal=minimal)
     return edit
 
-
-def pieces(document: bytes, size: int):
-    return [document[i:i + size] for i in range(0, len(document), size)]
 
 
 def streamed(document: bytes, size: int = 4096, **kwargs) -> bytes:
@@ -75,14 +72,8 @@ def test_the_owner_comes_from_upstreams_answer():
 
 def test_output_follows_input_response_by_response():
     document = calendar_listing(2000)
-    consumed = []
-
-    def chunks():
-        for index, piece in enumerate(pieces(document, 8192)):
-            consumed.append(index)
-            yield piece
-
-    output = rewrite_multistatus(chunks(), edit_with([]), max_bytes=1 << 25)
+    chunks, consumed = tracked_pieces(document, 8192)
+    output = rewrite_multistatus(chunks, edit_with([]), max_bytes=1 << 25)
     first = next(output)
     assert first.startswith(b"<?xml") and b"<d:multistatus" in first
     assert len(consumed) == 1  # one input chunk in, its complete responses out

@@ -29,7 +29,7 @@ def handle_propfind(services: Services, environ) -> Answer:
     body = proxy.read_prefix(environ, MAX_PROPFIND_REQUEST + 1)
     push_request = None
     if len(body) <= MAX_PROPFIND_REQUEST and propfind.may_request_push_props(body):
-        push_request = _push_request(body) if len(body) <= CACHED_REQUEST else _push_request.__wrapped__(body)
+        push_request = (_cached_push_request if len(body) <= CACHED_REQUEST else _push_request)(body)
     if push_request is None:
         return proxy.forward(services.upstream, environ, proxy.request_body(environ, body))
 
@@ -73,11 +73,9 @@ def handle_propfind(services: Services, environ) -> Answer:
                              path=proxy.raw_path(environ))
 
 
-@lru_cache(maxsize=256)
 def _push_request(body: bytes) -> tuple[tuple[str, ...], bytes, frozenset[str]] | None:
     """(push properties asked for, the body to send upstream, properties added to it), or None when
-    the PROPFIND asks for none (or is not readable: upstream answers it). Clients send the same few
-    bodies again and again, so the answers are kept."""
+    the PROPFIND asks for none (or is not readable: upstream answers it)."""
     try:
         root = xmlsafe.parse(body, max_bytes=MAX_PROPFIND_REQUEST)
     except xmlsafe.XmlError:
@@ -87,6 +85,10 @@ def _push_request(body: bytes) -> tuple[tuple[str, ...], bytes, frozenset[str]] 
         return None
     new_body, injected = propfind.rewrite_request(root)
     return tuple(requested), new_body, frozenset(injected)
+
+
+# Clients send the same few PROPFIND bodies again and again.
+_cached_push_request = lru_cache(maxsize=256)(_push_request)
 
 
 @lru_cache(maxsize=4096)

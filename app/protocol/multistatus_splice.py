@@ -24,7 +24,13 @@ from itertools import chain
 from urllib.parse import urlsplit
 from xml.parsers.expat import ErrorString, ExpatError
 
-from .multistatus_stream import MAX_DEPTH, MAX_RESPONSE_BYTES, MAX_RESPONSE_ELEMENTS, rewrite_multistatus
+from .multistatus_stream import (
+    D_MULTISTATUS,
+    MAX_DEPTH,
+    MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_ELEMENTS,
+    rewrite_multistatus,
+)
 from .names import (
     CAL_CALENDAR,
     CARD_ADDRESSBOOK,
@@ -35,16 +41,13 @@ from .names import (
     D_RESOURCETYPE,
     D_RESPONSE,
     D_STATUS,
-    DAV,
     OC_OWNER_PRINCIPAL,
     PUSH_PROP_TAGS,
-    qn,
 )
 from .propfind import Describe, ResourceFacts, augment_response, push_value
 from .xmlsafe import XmlError, as_xml_error, defused_parser
+from .xmlstream import MAX_NAMES
 
-D_MULTISTATUS = qn(DAV, "multistatus")
-MAX_NAMES = 10_000
 _SNIFF = 256  # bytes that tell a document's encoding: a BOM or the XML declaration
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _UTF8 = ("utf-8", "utf8")
@@ -154,7 +157,6 @@ class _Splicer:
         self._fed = 0
         self._out: list[bytes] = []
         self._depth = 0
-        self._root_seen = False
         self._response: _Response | None = None
         self._propstat: _Propstat | None = None
         self._records: list[_Element | None] = [None] * (_RECORD_DEPTH + 1)  # by depth: the open element's record
@@ -173,7 +175,6 @@ class _Splicer:
         expat.DefaultHandlerExpand = None  # ElementTree's, for entities: expat refuses undefined ones itself
         self._in_prop = False  # inside the <prop> of the current propstat
         self._property = ""  # name of the open property (depth 5) in it
-        self._parser = parser
 
     # feeding
     def feed(self, data: bytes) -> bytes:
@@ -239,33 +240,28 @@ class _Splicer:
     # expat callbacks: called for every element, so they do as little as possible
     def _start(self, name: str, _attributes: list[str]) -> None:
         depth = self._depth = self._depth + 1
+        if depth > MAX_DEPTH:
+            raise XmlError(f"the XML document is nested deeper than {MAX_DEPTH} levels")
+        response = self._response
+        if response is not None:
+            response.elements += 1
+            if response.elements > MAX_RESPONSE_ELEMENTS:
+                raise XmlError(f"an element of the XML document has more than {MAX_RESPONSE_ELEMENTS} elements")
         if depth > _RECORD_DEPTH:
-            if depth > MAX_DEPTH:
-                raise XmlError(f"the XML document is nested deeper than {MAX_DEPTH} levels")
-            response = self._response
-            if response is not None:
-                response.elements += 1
-                if response.elements > MAX_RESPONSE_ELEMENTS:
-                    raise XmlError(f"an element of the XML document has more than {MAX_RESPONSE_ELEMENTS} elements")
-                if depth == 6 and self._text is None and self._propstat is not None:
-                    self._start_depth6(name)
+            if depth == 6 and self._text is None and self._propstat is not None:
+                self._start_depth6(name)
             return
         record = None
-        if self._text is not None:
-            pass
+        if depth == 1:
+            if name != E_MULTISTATUS:
+                raise XmlError(f"expected a DAV:multistatus, got {_clark_name(name)}")
         elif depth == 2:
             if name == E_RESPONSE:
                 record = self._element(name)
                 self._pass_through(record.start)
                 self._response = _Response(record)
-        elif depth == 1:
-            if name != E_MULTISTATUS:
-                raise XmlError(f"expected a DAV:multistatus, got {_clark_name(name)}")
-        elif self._response is not None:
-            self._response.elements += 1
-            if self._response.elements > MAX_RESPONSE_ELEMENTS:
-                raise XmlError(f"an element of the XML document has more than {MAX_RESPONSE_ELEMENTS} elements")
-            record = self._start_in_response(name, depth, self._response)
+        elif response is not None and self._text is None:
+            record = self._start_in_response(name, depth, response)
         self._records[depth] = record
 
     def _start_in_response(self, name: str, depth: int, response: _Response) -> _Element | None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from .xmlsafe import XmlError, as_xml_error, defused_parser
 
+MAX_NAMES = 10_000  # distinct element/attribute names and namespaces in one document (see TopLevelReader)
+
 
 @dataclass(frozen=True)
 class RootStart:
@@ -42,7 +44,7 @@ class TopLevelReader:
         max_depth: int = 128,
         max_child_elements: int = 20_000,
         max_child_bytes: int = 4 * 1024 * 1024,
-        max_names: int = 10_000,
+        max_names: int = MAX_NAMES,
     ):
         self._max_bytes = max_bytes
         self._max_child_bytes = max_child_bytes

@@ -3,6 +3,7 @@ client asks for push properties (the gateway asks for resourcetype and owners in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 from .davxml import APPLE, DAV, OC, Writer
 
@@ -30,3 +31,20 @@ def calendar_listing(events: int, path: str = "/remote.php/dav/calendars/bob/wor
     responses = [calendar_response(writer, path, owner)]
     responses += [event_response(writer, path, owner, i) for i in range(events)]
     return writer.multistatus(responses, "<d:sync-token>http://sabre.io/ns/sync/42</d:sync-token>")
+
+
+def pieces(document: bytes, size: int) -> list[bytes]:
+    """`document` cut into `size`-byte chunks (one empty chunk for an empty document)."""
+    return [document[i:i + size] for i in range(0, len(document), size)] or [b""]
+
+
+def tracked_pieces(document: bytes, size: int) -> tuple[Iterator[bytes], list[int]]:
+    """The chunks as a stream, and the list of chunk numbers handed out so far (filled as it is read)."""
+    consumed: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for index, piece in enumerate(pieces(document, size)):
+            consumed.append(index)
+            yield piece
+
+    return chunks(), consumed
