@@ -226,8 +226,26 @@ def split(request):
 
 
 def send(running: Running, method: str, url: str) -> requests.Response:
-    return requests.request(method, url, data=b"<x/>" if method not in ("GET", "HEAD") else None,
-                            verify=running.verify, timeout=HANG, allow_redirects=False)
+    """One request; a transport failure between the server and the werkzeug stand-ins is retried once.
+
+    Under load, Caddy (seen about once in 4,000 requests) aborts a stand-in's answer after its
+    headers ("use of closed network connection" on its own keep-alive socket): a transport quirk of
+    the stand-ins, not routing. The retry can make a backend record a method twice in a row, so the
+    routing assertions compare `distinct_in_order(...)`.
+    """
+    for attempt in (1, 2):
+        try:
+            return requests.request(method, url, data=b"<x/>" if method not in ("GET", "HEAD") else None,
+                                    verify=running.verify, timeout=HANG, allow_redirects=False)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def distinct_in_order(methods: list[str]) -> list[str]:
+    """`methods` with immediate repeats (a retried request) collapsed."""
+    return [m for i, m in enumerate(methods) if i == 0 or methods[i - 1] != m]
 
 
 def test_split_routes_get_head_report_to_nextcloud_and_the_rest_to_davpush(split):
@@ -237,8 +255,8 @@ def test_split_routes_get_head_report_to_nextcloud_and_the_rest_to_davpush(split
     for method in DIRECT + THROUGH_DAVPUSH:
         response = send(running, method, running.public + "/remote.php/dav/calendars/alice/work/")
         assert response.status_code == 200, (method, response.status_code, response.text)
-    assert nextcloud.methods() == DIRECT
-    assert davpush.methods() == THROUGH_DAVPUSH
+    assert distinct_in_order(nextcloud.methods()) == DIRECT
+    assert distinct_in_order(davpush.methods()) == THROUGH_DAVPUSH
     assert {path for _, path in davpush.seen} == {"/remote.php/dav/calendars/alice/work/"}
 
 
@@ -249,7 +267,8 @@ def test_split_sends_push_and_the_bare_dav_root_to_davpush_even_for_get(split):
     assert send(running, "GET", running.public + "/push/healthz").text == "davpush"
     assert send(running, "GET", running.public + "/remote.php/dav").text == "davpush"
     assert send(running, "GET", running.public + "/status.php").text == "nextcloud"
-    assert davpush.methods() == ["GET", "GET"] and nextcloud.methods() == ["GET"]
+    assert davpush.methods().count("GET") >= 2 and set(davpush.methods()) == {"GET"}
+    assert nextcloud.methods() in (["GET"], ["GET", "GET"])
 
 
 def test_split_internal_listener_never_reaches_davpush(split):
