@@ -4,11 +4,12 @@ import io
 import json
 import logging
 import re
+import time
 
 import pytest
 import requests
 
-from app.core.logs import JsonFormatter, TextFormatter, log
+from app.core.logs import _UNSAFE, JsonFormatter, TextFormatter, escape_control, log
 
 FORGED = "2030-01-01 00:00:00,000 INFO    davpush.access [-] request method=GET path=/forged status=200"
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
@@ -104,3 +105,23 @@ def test_json_format_escapes_every_control_character(captured):
     entries = [json.loads(line) for line in text.splitlines()]
     assert [e["msg"] for e in entries] == [hostile, "x"]
     assert entries[0]["exc"].endswith("ValueError: " + hostile) and entries[1]["field"] == hostile
+
+
+def test_every_unsafe_character_is_escaped_and_printable_text_is_left_as_it_is():
+    for code in _UNSAFE:
+        escaped = escape_control(f"a{chr(code)}b")
+        assert chr(code) not in escaped and escaped.isprintable(), hex(code)
+    assert escape_control("Grüße aus /remote.php/dav/ ✓") == "Grüße aus /remote.php/dav/ ✓"
+
+
+def test_text_lines_start_with_the_time_of_the_record(captured):
+    stream = captured("text")
+    before = time.time()
+    log(logging.getLogger("davpush.test"), logging.INFO, "tick")
+    log(logging.getLogger("davpush.test"), logging.INFO, "tock")
+    after = time.time()
+    for line in lines_of(stream):
+        stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+        assert stamp, line
+        when = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")) + int(stamp.group(2)) / 1000
+        assert before - 0.001 <= when <= after + 0.001, line
