@@ -162,3 +162,17 @@ def test_origin_slots_are_shared_by_workers_and_come_back_from_dead_ones(redis_c
     assert store.lease_origin_slots(origin, "w3", 6, 8, 5000, now_ms=now + 1000) == 6
     # w2 dies: its lease runs out and its slots can be had again
     assert store.lease_origin_slots(origin, "w3", 8, 8, 5000, now_ms=now + 5001) == 8
+
+
+def test_a_fan_out_loads_subscriptions_exactly_as_stored_and_skips_damaged_ones(redis_client):
+    store = Store(redis_client)
+    full = make("full", triggers=Triggers(content_depth="1", property_depth="0", properties=("{DAV:}displayname",)),
+                last_success=1_700_000_000)
+    store.upsert(full)
+    store.upsert(make("damaged", push="https://push.example/b"))
+    store.upsert(make("plain", push="https://push.example/c"))
+    redis_client.hdel(store.keys.sub("damaged"), "public_key")  # a hash that lost a required field
+    loaded = {s.id: s for s in store.live_for_topic("T-calendars/alice/work")}
+    assert set(loaded) == {"full", "plain"}
+    assert loaded["full"] == full
+    assert [s.id for s in store.by_ids(["plain", "no-such-id"])] == ["plain"]

@@ -4,9 +4,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, ClassVar
 
 from .triggers import Triggers, covers
+
+
+@lru_cache(maxsize=1024)
+def _triggers_from_json(text: str) -> Triggers:
+    """Stored triggers are a handful of distinct JSON texts, and Triggers is immutable: parse each once."""
+    return Triggers.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,28 @@ class Subscription:
             "last_success": str(self.last_success),
         }
 
+    # The stored fields in a fixed order: a worker loads thousands of subscriptions for one
+    # fan-out, and reading these as a list (HMGET) is about twice as fast as a dict per hash.
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "id", "user", "collection", "topic", "href", "push_resource", "public_key", "auth_secret", "triggers",
+        "expires", "created", "location", "last_success",
+    )  # fmt: skip
+
+    @classmethod
+    def from_values(cls, values: list[Any]) -> Subscription | None:
+        """From the values of FIELDS, in that order (bytes or str; None where missing): None when
+        there is no such subscription."""
+        if any(values[i] is None for i in _REQUIRED):
+            return None  # no such hash (or a damaged one: skipped rather than failing a whole fan-out)
+        (sub_id, user, collection, topic, href, push_resource, public_key, auth_secret, triggers, expires, created,
+         location, last_success) = (v.decode() if isinstance(v, bytes) else v for v in values)
+        return cls(
+            id=sub_id, user=user, collection=collection, topic=topic, href=href or "",
+            push_resource=push_resource, public_key=public_key, auth_secret=auth_secret,
+            triggers=_triggers_from_json(triggers), expires=int(expires), created=int(created or 0),
+            location=location, last_success=int(last_success or 0),
+        )
+
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> Subscription:
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
@@ -54,12 +83,16 @@ class Subscription:
             push_resource=f["push_resource"],
             public_key=f["public_key"],
             auth_secret=f["auth_secret"],
-            triggers=Triggers.from_dict(json.loads(f["triggers"])),
+            triggers=_triggers_from_json(f["triggers"]),
             expires=int(f["expires"]),
             created=int(f.get("created") or 0),
             location=f["location"],
             last_success=int(f.get("last_success") or 0),
         )
+
+
+_OPTIONAL = ("href", "created", "last_success")
+_REQUIRED = tuple(i for i, name in enumerate(Subscription.FIELDS) if name not in _OPTIONAL)
 
 
 @dataclass

@@ -309,13 +309,12 @@ class Store:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for sub_id in ids:
-            pipe.hgetall(self.keys.sub(_text(sub_id)))
+            pipe.hmget(self.keys.sub(_text(sub_id)), Subscription.FIELDS)
         subscriptions = []
-        for fields in pipe.execute():
-            if fields:
-                subscription = Subscription.from_fields(fields)
-                if subscription.expires > now:
-                    subscriptions.append(subscription)
+        for values in pipe.execute():
+            subscription = Subscription.from_values(values)
+            if subscription is not None and subscription.expires > now:
+                subscriptions.append(subscription)
         return subscriptions
 
     def by_ids(self, ids: Iterable[str], now: float | None = None) -> list[Subscription]:
