@@ -161,7 +161,8 @@ def test_check_passes_and_fails_with_clear_lines(nextcloud, make_env, redis_clie
     Store(redis_client).heartbeat("w1")
     ok = run_cli(["check"], cli_env(make_env, nextcloud.url))
     assert ok.returncode == 0, ok.stdout
-    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 5
+    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 6
+    assert "ok   push_proxy: not set" in ok.stdout
     bad = run_cli(["check"], cli_env(make_env, "http://127.0.0.1:9"))
     assert bad.returncode == 1 and "FAIL upstream" in bad.stdout
     release = run_cli(["check", "--release"], cli_env(make_env, "http://127.0.0.1:9"))
@@ -248,3 +249,28 @@ def test_demo_runs_end_to_end(redis_url):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<P:push-message" in result.stdout and "http://radicale.org/ns/sync/" in result.stdout
     assert "push received" in result.stdout
+
+
+def test_check_and_healthz_say_whether_the_push_proxy_accepts_connections(nextcloud, make_env, make_services, redis_client):
+    import socket
+
+    from app.store import Store
+    from support.servers import free_port
+
+    Store(redis_client).heartbeat("w1")
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        up = f"http://proxyuser:proxy-secret@127.0.0.1:{listener.getsockname()[1]}"
+        ok = run_cli(["check"], cli_env(make_env, nextcloud.url, PUSH_PROXY=up))
+        assert ok.returncode == 0, ok.stdout
+        assert f"ok   push_proxy: http://127.0.0.1:{listener.getsockname()[1]} accepts connections" in ok.stdout
+    finally:
+        listener.close()
+    down = f"http://proxyuser:proxy-secret@127.0.0.1:{free_port()}"
+    bad = run_cli(["check"], cli_env(make_env, nextcloud.url, PUSH_PROXY=down))
+    assert bad.returncode == 1 and "FAIL push_proxy: http://127.0.0.1:" in bad.stdout and "unreachable" in bad.stdout
+    assert "proxy-secret" not in bad.stdout + bad.stderr and "proxyuser" not in bad.stdout + bad.stderr
+    services = make_services(nextcloud.url, PUSH_PROXY=down)
+    response = create_app(services.settings, services).test_client().get("/push/healthz")
+    assert response.status_code == 503 and not response.json["checks"]["push_proxy"]["ok"]
+    assert "proxy-secret" not in response.get_data(as_text=True)

@@ -1,6 +1,7 @@
 """Readiness checks shared by `davpush check` and GET /push/healthz."""
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -54,6 +55,21 @@ def check_upstream(services: Services) -> tuple[bool, str]:
     return True, f"{where} answers {response.status}"
 
 
+def check_push_proxy(services: Services) -> tuple[bool, str]:
+    """PUSH_PROXY, when set, accepts a TCP connection (what it allows beyond that is its own policy)."""
+    from ..delivery.egress_proxy import parse_proxy_url
+
+    proxy = parse_proxy_url(services.settings.push_proxy)  # validated when the settings were loaded
+    if proxy is None:
+        return True, "not set (pushes go out directly)"
+    host, _, port = proxy.url.split("://", 1)[1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CHECK_SECONDS).close()
+    except OSError as error:
+        return False, f"{proxy.label} unreachable: {error.strerror or type(error).__name__}"
+    return True, f"{proxy.label} accepts connections"
+
+
 def check_workers(services: Services) -> tuple[bool, str]:
     try:
         beats = services.store.heartbeats()
@@ -63,7 +79,8 @@ def check_workers(services: Services) -> tuple[bool, str]:
     return bool(fresh), f"{len(fresh)} alive" if fresh else "no worker heartbeat in the last minute"
 
 
-CHECKS = (("redis", check_redis), ("vapid_key", check_vapid), ("upstream", check_upstream), ("workers", check_workers))
+CHECKS = (("redis", check_redis), ("vapid_key", check_vapid), ("upstream", check_upstream),
+          ("push_proxy", check_push_proxy), ("workers", check_workers))
 
 
 def collect(services: Services, only: tuple = ()) -> dict:
