@@ -199,7 +199,7 @@ def vapid_key_from(env: Mapping[str, str]) -> tuple[str, str]:
     try:
         return key_pem(parse_key(data, "VAPID_PRIVATE_KEY_FILE" if path else "VAPID_PRIVATE_KEY")), path
     except VapidKeyError as error:
-        raise ConfigError(str(error) if str(error).startswith("VAPID") else f"VAPID key: {error}") from None
+        raise ConfigError(str(error)) from None  # parse_key's messages name the setting (its `source`)
 
 
 def _dav_prefix(env: Mapping[str, str]) -> str:
