@@ -226,6 +226,10 @@ def test_metrics_have_one_charset_and_bounded_push_service_labels(make_services)
     assert push_service_label("https://fcm.googleapis.com/fcm/send/x") == "fcm"
     assert push_service_label("https://wns2-by3p.notify.windows.com/w/?token=x") == "windows"
     assert push_service_label("https://ntfy.example.org/up123") == "other"
+    assert push_service_label("https://ntfy.sh?up=1") == "ntfy.sh"  # no path: the authority ends at "?"
+    assert push_service_label("https://user@FCM.googleapis.com:443/x") == "fcm"
+    assert push_service_label("https://fcm.googleapis.com.evil.example/x") == "other"
+    assert push_service_label("not a url") == "other"
     services = make_services()
     services.store.count_many({counter("pushes", outcome="success", origin="fcm"): 3})
     client = create_app(services.settings, services).test_client()

@@ -176,3 +176,21 @@ def test_a_fan_out_loads_subscriptions_exactly_as_stored_and_skips_damaged_ones(
     assert set(loaded) == {"full", "plain"}
     assert loaded["full"] == full
     assert [s.id for s in store.by_ids(["plain", "no-such-id"])] == ["plain"]
+
+
+def test_a_fan_out_larger_than_one_read_loads_every_live_subscription(redis_client):
+    from app.store import redis_store
+
+    store = Store(redis_client)
+    now = int(time.time())
+    total = 2 * redis_store.LOAD_CHUNK + 7
+    for n in range(total):
+        expires = now - 5 if n % 500 == 3 else now + 3600  # a few expired ones, in every read
+        store.upsert(make(f"s{n:05d}", push=f"https://push.example/{n}", expires=expires), now=now - 10)
+    redis_client.delete(store.keys.sub("s01000"))  # gone between the index read and the records read
+    loaded = store.live_for_topic("T-calendars/alice/work", now=now)
+    expected = {f"s{n:05d}" for n in range(total) if n % 500 != 3} - {"s01000"}
+    assert {s.id for s in loaded} == expected
+    assert len(loaded) == len(expected)
+    by_id = {s.id: s for s in loaded}
+    assert by_id["s02006"].push_resource == "https://push.example/2006"

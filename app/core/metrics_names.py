@@ -5,6 +5,7 @@ process (web, workers) adds to the same numbers.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -22,8 +23,17 @@ KNOWN_PUSH_SERVICES = (
 
 
 def push_service_label(url: str) -> str:
+    _, separator, rest = url.partition("://")
+    if not separator:
+        return _label_for_authority(url)
+    return _label_for_authority("//" + rest.split("/", 1)[0])
+
+
+@lru_cache(maxsize=1024)
+def _label_for_authority(text: str) -> str:
+    """Cached per authority (a worker labels every push it sends; push services are few)."""
     try:
-        host = (urlsplit(url).hostname or "").lower()
+        host = (urlsplit(text).hostname or "").lower()
     except ValueError:
         return "other"
     for suffix, label in KNOWN_PUSH_SERVICES:
@@ -32,6 +42,7 @@ def push_service_label(url: str) -> str:
     return "other"
 
 
+@lru_cache(maxsize=4096)  # called for every push's outcome; the label values are few
 def counter(name: str, **labels: str) -> str:
     return "|".join([name] + [f"{k}={v}" for k, v in sorted(labels.items())])
 
