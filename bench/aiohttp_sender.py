@@ -37,6 +37,7 @@ import threading
 import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import aiohttp
@@ -47,6 +48,7 @@ from app.core.logs import endpoint_label, log
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.guarded_dns import GuardedDNS
 from app.delivery.http1 import MAX_ANSWER_BODY, USER_AGENT
+from app.delivery.origin_gate import OriginGate
 from app.delivery.outcomes import BLOCKED, REJECTED, RETRY, Outcome, classify, parse_retry_after
 from app.delivery.sender import PushRequest
 from app.net import ssrf
@@ -95,6 +97,7 @@ class PushSender:
         straggler_after: float = 0.5,
         proxy: str = "",
         keepalive_timeout: float = 30.0,
+        slot_lease=None,
     ):
         self.concurrency = concurrency
         self.per_origin = per_origin
@@ -108,6 +111,8 @@ class PushSender:
         self.ssl_context = ssl_context or _default_ssl_context()
         self.proxy = parse_proxy_url(proxy)
         self.keepalive_timeout = keepalive_timeout
+        self.slot_lease = slot_lease  # per-origin limits across all workers, as in the service's sender
+        self._lease_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push-slots")
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -119,7 +124,7 @@ class PushSender:
         self._session: aiohttp.ClientSession | None = None
         self._dns = GuardedDNS(allowed_networks=self.allowed_networks, getaddrinfo=self.resolver)
         self._slots = None  # asyncio.Semaphore(concurrency), made in the loop
-        self._origin_slots: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, OriginGate] = {}
         self._flights: set[_Flight] = set()  # requests holding a PUSH_CONCURRENCY slot
         self._demoted = 0
         self._sweeper = None
@@ -253,13 +258,14 @@ class PushSender:
 
     async def _drain(self, session: aiohttp.ClientSession, origin: str, queue: deque, authorization: str,
                      on_outcome: Callable[[Outcome], None]) -> None:
-        origin_slots = self._origin_slots.get(origin)
-        if origin_slots is None:
-            origin_slots = self._origin_slots[origin] = asyncio.Semaphore(self.limit_for(origin))
+        gate = self._gates.get(origin)
+        if gate is None:
+            gate = self._gates[origin] = OriginGate(origin, self.limit_for(origin), self.slot_lease, self._lease_pool)
         loop = asyncio.get_running_loop()
         while queue:
             endpoint, item = queue.popleft()
-            async with origin_slots:
+            await gate.acquire()
+            try:
                 await self._slots.acquire()
                 flight = _Flight(loop.time() + self.straggler_after)
                 self._flights.add(flight)
@@ -273,6 +279,8 @@ class PushSender:
                         self._demoted -= 1
                     else:
                         self._slots.release()
+            finally:
+                gate.release()
             on_outcome(outcome)
 
     async def _send_one(self, session: aiohttp.ClientSession, endpoint: ssrf.Endpoint, item: PushRequest,
