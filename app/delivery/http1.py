@@ -11,7 +11,7 @@
   connection is not reused; the head is capped at MAX_ANSWER_HEAD bytes and MAX_ANSWER_HEADERS.
 
 Written instead of using an HTTP library: a worker's throughput is bound by its CPU, and with
-aiohttp's client a worker needed 1.4–1.6× the CPU per push and reached 73–76 % of the throughput
+aiohttp's client a worker needed 1.4–1.6× the CPU per push and reached 61–76 % of the throughput
 (measured side by side, bench/RESULTS.md, issue 10).
 """
 from __future__ import annotations
