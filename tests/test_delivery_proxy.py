@@ -3,21 +3,18 @@ forwarding for http ones), with its credentials sent to the proxy only; the SSRF
 checks each endpoint's name before anything is sent."""
 import ipaddress
 import ssl
-import time
 
 import pytest
 
 from app.core.config import ConfigError, load_settings
 from app.delivery.egress_proxy import parse_proxy_url
 from app.delivery.outcomes import BLOCKED, RETRY, SUCCESS
-from app.protocol.subscription import Change, Subscription
-from app.protocol.topics import topic_for_collection
-from app.protocol.triggers import Triggers
 from support.forward_proxy import ForwardProxy
 from support.push_receiver import ClientKeys
 from support.raw_http import RawHTTPServer, self_signed_certificate
 from support.senders import VAPID, names, push_request, sender_maker
 from support.servers import free_port
+from support.stored import one_pending_push
 
 BODY = b"encrypted push"
 
@@ -158,12 +155,7 @@ def test_a_worker_with_push_proxy_delivers_through_it(make_services, receiver):
 
         services = make_services(PUSH_PROXY=proxy.url_with("pusher", "pw"))
         keys = ClientKeys.generate()
-        topic = topic_for_collection(services.settings.secret_key, "calendars/alice/work")
-        services.store.upsert(Subscription(
-            id="s1", user="/u/alice", collection="calendars/alice/work", topic=topic, href="/c/",
-            push_resource=receiver.endpoint("/s1"), public_key=keys.p256dh, auth_secret=keys.auth,
-            triggers=Triggers(content_depth="1"), expires=int(time.time()) + 3600, created=0, location="s1"))
-        services.store.merge_pending(Change(topic, content_depth="1", sync_token="http://sabre.io/ns/sync/7"))
+        topic = one_pending_push(services, receiver.endpoint("/s1"), keys, token=7)
         result = runtime.use_context(services).deliverer.deliver_topic(topic)
     assert result["outcomes"] == {"success": 1}
     assert proxy.forwarded == [receiver.endpoint("/s1")]
