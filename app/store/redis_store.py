@@ -319,8 +319,7 @@ class Store:
         now = time.time() if now is None else now
         return self.redis.zcount(self.keys.topic(topic), f"({int(now)}", "+inf") > 0
 
-    def _load(self, ids: Iterable[Any], now: float) -> list[Subscription]:
-        ids = list(ids)
+    def _load(self, ids: list[Any], now: float) -> list[Subscription]:
         head: list[Any] = [self.keys.sub_prefix, len(Subscription.FIELDS), *Subscription.FIELDS]
         subscriptions = []
         for start in range(0, len(ids), LOAD_CHUNK):
